@@ -1,7 +1,9 @@
-"""E-step rollout throughput: KV-cache reuse (`repro.ra3.rollout`) vs re-encoding every prefix.
+"""E-step rollout throughput: the batched KV-cache rollout (`repro.ra3.rollout`) vs re-encoding every
+prefix one row at a time (`repro.ra3.naive_rollout`).
 
 On the tiny base model and the tiny world's expert snippets, in one run: both rollouts sample G
-thought sets per snippet from the same seeds (so they take the same decisions and thoughts), then
+thought sets per snippet, row b from generator seed b in both (so they take the same decisions and
+thoughts; the batched one does all rows in one batch, as an E-step step does), then
 rewards are computed by one batched teacher-forced pass and by per-line re-encoding. Prints the
 time of each, the speed ratio (target: at least 3x), whether the sampled thoughts agree, and the
 largest reward difference (target: float tolerance).
@@ -34,15 +36,18 @@ def main() -> None:
     comment_ids = ra3.comment_token_ids(tokenizer)
     segmented = [ra3.segment_lines(t) for t in texts]
 
+    rows = [(t, s) for t, s in zip(texts, segmented, strict=True) for _ in range(args.group)]
     timings, thoughts = {}, {}
-    for name, fn in (("cached", ra3.rollout), ("naive", ra3.naive_rollout)):
-        start = time.perf_counter()
-        thoughts[name] = [fn(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i), args.group)
-                          for i, (t, s) in enumerate(zip(texts, segmented, strict=True))]
-        timings[f"rollout {name}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    thoughts["cached"] = ra3.rollout(model, tokenizer, [t for t, _ in rows], [s for _, s in rows], cfg, comment_ids,
+                                     [torch.Generator().manual_seed(b) for b in range(len(rows))])
+    timings["rollout cached"] = time.perf_counter() - start
+    start = time.perf_counter()
+    thoughts["naive"] = [ra3.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(b))
+                         for b, (t, s) in enumerate(rows)]
+    timings["rollout naive"] = time.perf_counter() - start
 
-    samples = [(ra3.build_infused(t, s, th), len(s)) for t, s, group in zip(texts, segmented, thoughts["cached"],
-                                                                           strict=True) for th in group]
+    samples = [(ra3.build_infused(t, s, th), len(s)) for (t, s), th in zip(rows, thoughts["cached"], strict=True)]
     start = time.perf_counter()
     with torch.no_grad():
         batched = [sc.line_logp for sc in ra3.score_samples(model, tokenizer, [x for x, _ in samples],
@@ -54,7 +59,7 @@ def main() -> None:
 
     cached_total = timings["rollout cached"] + timings["rewards batched"]
     naive_total = timings["rollout naive"] + timings["rewards naive"]
-    n_thoughts = sum(len(th) for group in thoughts["cached"] for th in group)
+    n_thoughts = sum(len(th) for th in thoughts["cached"])
     print(f"{args.snippets} snippets x G={args.group}, {n_thoughts} thoughts sampled, "
           f"threads {torch.get_num_threads()}")
     for name, seconds in timings.items():

@@ -233,3 +233,26 @@ def cross_entropy(model, tokenizer, texts: Iterable[str], seq_len: int, batch_si
             total += model(input_ids=batch, labels=batch).loss.item() * len(batch)
             count += len(batch)
     return total / count
+
+
+def text_nll(model, tokenizer, texts: list[str], batch_size: int = 32) -> list[tuple[float, int]]:
+    """(summed next-token negative log-likelihood in nats, predicted tokens) of each text on its own,
+    followed by EOS as in training: per-text numbers that pair up across models."""
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token or ""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start: start + batch_size]
+            encoded = [tokenizer(t + eos, add_special_tokens=False)["input_ids"] for t in batch]
+            width = max(len(ids) for ids in encoded)
+            ids = torch.zeros(len(encoded), width, dtype=torch.long)
+            mask = torch.zeros(len(encoded), width, dtype=torch.long)
+            for i, row in enumerate(encoded):
+                ids[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), 1
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:].to(device),
+                                                    reduction="none") * mask[:, 1:].to(device)
+            out += [(float(nll[i].sum()), int(mask[i, 1:].sum())) for i in range(len(encoded))]
+    return out

@@ -20,11 +20,16 @@ boundary). The update is PPO's clipped surrogate on the decision and thought log
 with an optional k3 KL penalty to the model as it was before the E-step. The ELBO estimate is the
 mean total reward: log-likelihood of the expert lines minus c per thought.
 
-Rollouts reuse the KV cache: one prefill of a snippet gives every decision up to a sample's first
-thought (shared by the G samples); a thought is generated incrementally from the cached prefix,
-and the rest of the snippet is prefilled once after it; generation only happens where a think
-was sampled. `naive_rollout` re-encodes the whole prefix at every line and every thought token,
-as a reference for `benchmarks/estep_throughput.py`.
+Rollouts are batched (all snippets x G samples of an E-step step; `rollout_batch_size` snippets
+when infusing the corpus) through one shared KV cache: one prefill of every row's snippet gives
+every decision up to the row's first thought; rows that think then generate their thoughts
+together, token by token, from the cached prefix, and the rest of each such snippet is prefilled
+once after its thought. Rows advance by different amounts, so a row's unused or discarded cache
+slots are holes in the attention mask and position ids count its real tokens only; generation
+only happens where a think was sampled. Each row draws from its own random generator, so its
+thoughts do not depend on its batch. `naive_rollout` re-encodes the whole prefix at every line
+and every thought token, one row at a time, as a reference for tests and
+`benchmarks/estep_throughput.py`.
 
 M-step: the infused corpus (each expert snippet with thoughts from the final E-step policy) is
 trained with `repro.ntp.train_causal_lm`, whose loss covers the comment tokens. With a penalty so
@@ -68,6 +73,8 @@ class RA3Config:
     """Updates per batch of rollouts (1: plain on-policy policy gradient)."""
     kl_weight: float = 0.0
     """Weight of the KL penalty to the pre-E-step model on decisions and thoughts (0: off)."""
+    rollout_batch_size: int = 64
+    """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
     seed: int = 0
 
 
@@ -241,52 +248,129 @@ def _token_positions(tokenizer, text: str, chars: dict[int, int], shift: int = 0
     return enc["input_ids"], {k: starts[c] for k, c in chars.items() if c in starts}
 
 
-def _generate_thought(model, tokenizer, cache, logits, comment_ids, cfg: RA3Config, generator) -> str:
-    """Sample a thought after its decision: a comment token, then tokens until a newline (or L).
-    Every kept token is fed to `cache`, which then ends with the thought's last token."""
-    allowed = torch.full_like(logits, float("-inf"))
-    allowed[comment_ids] = logits[comment_ids]
-    tokens = [_sample(allowed, cfg.temperature, generator)]
-    while True:
-        out = model(input_ids=torch.tensor([[tokens[-1]]]), cache=cache, use_cache=True)
-        if len(tokens) >= cfg.max_thought_tokens:
-            break
-        token = _sample(out.logits[0, -1], cfg.temperature, generator)
-        if "\n" in tokenizer.decode([token]):
-            break
-        tokens.append(token)
-    text = tokenizer.decode(tokens)
-    return text[text.index("#") + 1:].replace("\n", " ")
+@dataclasses.dataclass
+class _Row:
+    """One rollout in a batch: its snippet, what it still has to feed, and the thoughts taken so far."""
+    text: str
+    segments: Sequence[Segment]
+    chars: dict[int, int]
+    generator: torch.Generator
+    chunk: list[int]
+    """Tokens to prefill next (the snippet, or its rest after a thought)."""
+    positions: dict[int, int]
+    """Boundary -> index in `chunk` of its decision token."""
+    length: int = 0
+    """Real tokens in the cache so far (the next token's position id)."""
+    thoughts: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+class _BatchCache:
+    """A KV cache shared by a batch of rollouts that advance by different amounts: every forward
+    appends one column per token slot to all member rows, and a row's unused or discarded slots
+    become holes in the attention mask (position ids count only a row's real tokens), so no row
+    ever re-encodes its prefix. Rows that finished leave the batch (`retain`), so later waves cost
+    only what the rows still thinking need."""
+
+    def __init__(self, model, rows: list[_Row], pad_id: int):
+        self.model, self.rows, self.pad_id = model, rows, pad_id
+        self.members = list(range(len(rows)))
+        self.cache, self.mask = None, torch.zeros(len(rows), 0, dtype=torch.long)
+
+    def feed(self, tokens: dict[int, list[int]]) -> dict[int, torch.Tensor]:
+        """Append each given row's tokens (member rows not given get masked slots); returns each
+        given row's logits for its tokens."""
+        width = max(len(t) for t in tokens.values())
+        ids = torch.full((len(self.members), width), self.pad_id)
+        mask = torch.zeros(len(self.members), width, dtype=torch.long)
+        for i, b in enumerate(self.members):
+            if b in tokens:
+                ids[i, : len(tokens[b])] = torch.tensor(tokens[b])
+                mask[i, : len(tokens[b])] = 1
+        position_ids = torch.tensor([self.rows[b].length for b in self.members])[:, None] + torch.arange(width)[None]
+        self.mask = torch.cat([self.mask, mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids, cache=self.cache,
+                         use_cache=True)
+        self.cache = out.cache
+        logits = {}
+        for i, b in enumerate(self.members):
+            if b in tokens:
+                self.rows[b].length += len(tokens[b])
+                logits[b] = out.logits[i, : len(tokens[b])]
+        return logits
+
+    def void_last(self, b: int, count: int) -> None:
+        """Forget the last `count` tokens row `b` fed (they came after its decision to think)."""
+        if count:
+            i = self.members.index(b)
+            real = self.mask[i].nonzero()[:, 0]
+            self.mask[i, real[-count:]] = 0
+            self.rows[b].length -= count
+
+    def retain(self, rows: list[int]) -> None:
+        if rows != self.members:
+            index = torch.tensor([self.members.index(b) for b in rows], dtype=torch.long)
+            self.cache.batch_select_indices(index)
+            self.mask, self.members = self.mask[index], list(rows)
 
 
 @torch.no_grad()
-def rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg: RA3Config, comment_ids: torch.Tensor,
-            generator: torch.Generator, samples: int) -> list[dict[int, str]]:
-    """`samples` thought sets for one snippet, reusing the KV cache (see the module docstring)."""
-    chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
-    ids, base_positions = _token_positions(tokenizer, text, chars)
-    base = model(input_ids=torch.tensor([ids]), use_cache=True)
-    results = []
-    for _ in range(samples):
-        # `logits[j - 1]` predicts token j of the current stretch, which starts at cache position `offset`.
-        thoughts, cache, logits, offset, positions = {}, None, base.logits[0], 0, base_positions
-        for k in range(1, len(segments)):
-            j = positions.get(k)
-            if j is None or j == 0:
-                continue
-            if torch.rand((), generator=generator) >= _think_probability(logits[j - 1], comment_ids, cfg.temperature):
-                continue
-            if cache is None:  # the first thought of this sample: leave the shared prefill intact
-                cache = copy.deepcopy(base.cache)
-            cache.crop(offset + j - cache.get_seq_length())  # keep the tokens before the decision
-            thoughts[k] = _generate_thought(model, tokenizer, cache, logits[j - 1], comment_ids, cfg, generator)
-            rest_start = segments[k].code_start
-            rest_chars = {kk: chars[kk] - rest_start + 1 for kk in chars if kk > k}
-            rest_ids, positions = _token_positions(tokenizer, "\n" + text[rest_start:], rest_chars)
-            offset = cache.get_seq_length()
-            logits = model(input_ids=torch.tensor([rest_ids]), cache=cache, use_cache=True).logits[0]
-        results.append(thoughts)
-    return results
+def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence[Segment]], cfg: RA3Config,
+            comment_ids: torch.Tensor, generators: Sequence[torch.Generator]) -> list[dict[int, str]]:
+    """One thought set per row, all rows batched through one KV cache (see the module docstring).
+
+    Row b draws every random number from `generators[b]`, in the order `naive_rollout` does, so a
+    row's thoughts do not depend on the other rows of its batch (up to floating-point ties)."""
+    rows = []
+    for text, segments, generator in zip(texts, segmented, generators, strict=True):
+        chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
+        ids, positions = _token_positions(tokenizer, text, chars)
+        rows.append(_Row(text, segments, chars, generator, ids, positions))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache = _BatchCache(model, rows, pad_id)
+    while any(row.chunk for row in rows):
+        fed = {b: row.chunk for b, row in enumerate(rows) if row.chunk}
+        logits = cache.feed(fed)
+        thinking = {}
+        for b, chunk in fed.items():
+            row, row_logits = rows[b], logits[b]
+            row.chunk = []
+            for k in sorted(row.positions, key=row.positions.get):
+                j = row.positions[k]
+                if j == 0:
+                    continue
+                if torch.rand((), generator=row.generator) < _think_probability(row_logits[j - 1], comment_ids,
+                                                                                 cfg.temperature):
+                    cache.void_last(b, len(chunk) - j)  # the expert tokens after the decision give way to a thought
+                    thinking[b] = (k, row_logits[j - 1])
+                    break
+        if not thinking:
+            break
+        cache.retain(sorted(thinking))  # rows that acted to their end are finished
+        tokens = {}
+        for b, (_, decision_logits) in thinking.items():
+            allowed = torch.full_like(decision_logits, float("-inf"))
+            allowed[comment_ids] = decision_logits[comment_ids]
+            tokens[b] = [_sample(allowed, cfg.temperature, rows[b].generator)]
+        active = set(tokens)
+        while active:
+            step_logits = cache.feed({b: [tokens[b][-1]] for b in active})
+            for b in sorted(active):
+                if len(tokens[b]) >= cfg.max_thought_tokens:
+                    active.discard(b)
+                    continue
+                token = _sample(step_logits[b][-1], cfg.temperature, rows[b].generator)
+                if "\n" in tokenizer.decode([token]):
+                    active.discard(b)
+                    continue
+                tokens[b].append(token)
+        for b, (k, _) in thinking.items():
+            row = rows[b]
+            decoded = tokenizer.decode(tokens[b])
+            row.thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
+            rest_start = row.segments[k].code_start
+            rest_chars = {kk: row.chars[kk] - rest_start + 1 for kk in row.chars if kk > k}
+            row.chunk, row.positions = _token_positions(tokenizer, "\n" + row.text[rest_start:], rest_chars)
+    return [row.thoughts for row in rows]
 
 
 def _group_advantages(returns: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -328,18 +412,20 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
     for step in range(cfg.estep_steps):
         chosen = torch.randperm(len(snippets), generator=generator)[: cfg.snippets_per_step].tolist()
         model.eval()
-        batch, advantages, old = [], [], []
-        for index in chosen:
-            text, segments = snippets[index], segmented[index]
-            thought_sets = rollout(model, tokenizer, text, segments, cfg, comment_ids, generator, cfg.group_size)
-            samples = [build_infused(text, segments, t) for t in thought_sets]
-            with torch.no_grad():
-                scored = score_samples(model, tokenizer, samples, [len(segments)] * len(samples), comment_ids,
-                                       cfg.temperature)
-            rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
-            advantages += _group_advantages([returns_to_go(r) for r in rewards_])
-            batch += list(zip(samples, scored, rewards_, strict=True))
-            old += [{k: v.detach() for k, v in s.action_logp.items()} for s in scored]
+        advantages = []
+        texts = [snippets[i] for i in chosen for _ in range(cfg.group_size)]
+        segments = [segmented[i] for i in chosen for _ in range(cfg.group_size)]
+        thought_sets = rollout(model, tokenizer, texts, segments, cfg, comment_ids,
+                               row_generators(generator, len(texts)))
+        samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
+        with torch.no_grad():
+            scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
+                                   cfg.temperature)
+        rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
+        for g in range(0, len(samples), cfg.group_size):  # advantages are relative within a snippet's group
+            advantages += _group_advantages([returns_to_go(r) for r in rewards_[g: g + cfg.group_size]])
+        batch = list(zip(samples, scored, rewards_, strict=True))
+        old = [{k: v.detach() for k, v in s.action_logp.items()} for s in scored]
         model.train()
         for _ in range(cfg.ppo_epochs):
             loss = _policy_loss(model, reference, tokenizer, batch, advantages, old, cfg, comment_ids)
@@ -376,37 +462,41 @@ def _policy_loss(model, reference, tokenizer, batch, advantages, old, cfg: RA3Co
 
 @torch.no_grad()
 def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg: RA3Config,
-                  comment_ids: torch.Tensor, generator: torch.Generator, samples: int) -> list[dict[int, str]]:
-    """The reference rollout: the whole infused prefix is re-encoded for every decision and every
-    thought token (no cache). Same sampling order as `rollout`, so a shared seed gives the same
-    thoughts up to floating-point ties. Only for tests and `benchmarks/estep_throughput.py`."""
-    results = []
-    for _ in range(samples):
-        thoughts: dict[int, str] = {}
-        for k in range(1, len(segments)):
-            infused = build_infused(text, segments, thoughts)
-            enc = tokenizer(infused.text, return_offsets_mapping=True, add_special_tokens=False)
-            starts = {s: j for j, (s, _) in enumerate(enc["offset_mapping"])}
-            j = starts.get(infused.decisions[k])
-            if j is None or j == 0:
-                continue
-            prefix = enc["input_ids"][:j]
-            logits = model(input_ids=torch.tensor([prefix])).logits[0, -1]
-            if torch.rand((), generator=generator) >= _think_probability(logits, comment_ids, cfg.temperature):
-                continue
-            allowed = torch.full_like(logits, float("-inf"))
-            allowed[comment_ids] = logits[comment_ids]
-            tokens = [_sample(allowed, cfg.temperature, generator)]
-            while len(tokens) < cfg.max_thought_tokens:
-                token = _sample(model(input_ids=torch.tensor([prefix + tokens])).logits[0, -1], cfg.temperature,
-                                generator)
-                if "\n" in tokenizer.decode([token]):
-                    break
-                tokens.append(token)
-            decoded = tokenizer.decode(tokens)
-            thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
-        results.append(thoughts)
-    return results
+                  comment_ids: torch.Tensor, generator: torch.Generator) -> dict[int, str]:
+    """The reference rollout of one row: the whole infused prefix is re-encoded for every decision
+    and every thought token (no cache, no batch). Same random draws in the same order as a row of
+    `rollout`, so a shared generator gives the same thoughts up to floating-point ties. Only for
+    tests and `benchmarks/estep_throughput.py`."""
+    thoughts: dict[int, str] = {}
+    for k in range(1, len(segments)):
+        infused = build_infused(text, segments, thoughts)
+        enc = tokenizer(infused.text, return_offsets_mapping=True, add_special_tokens=False)
+        starts = {s: j for j, (s, _) in enumerate(enc["offset_mapping"])}
+        j = starts.get(infused.decisions[k])
+        if j is None or j == 0:
+            continue
+        prefix = enc["input_ids"][:j]
+        logits = model(input_ids=torch.tensor([prefix])).logits[0, -1]
+        if torch.rand((), generator=generator) >= _think_probability(logits, comment_ids, cfg.temperature):
+            continue
+        allowed = torch.full_like(logits, float("-inf"))
+        allowed[comment_ids] = logits[comment_ids]
+        tokens = [_sample(allowed, cfg.temperature, generator)]
+        while len(tokens) < cfg.max_thought_tokens:
+            token = _sample(model(input_ids=torch.tensor([prefix + tokens])).logits[0, -1], cfg.temperature,
+                            generator)
+            if "\n" in tokenizer.decode([token]):
+                break
+            tokens.append(token)
+        decoded = tokenizer.decode(tokens)
+        thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
+    return thoughts
+
+
+def row_generators(generator: torch.Generator, n: int) -> list[torch.Generator]:
+    """`n` independent generators seeded from `generator`: one per rollout row."""
+    seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
+    return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 @torch.no_grad()
@@ -428,16 +518,25 @@ def naive_line_logp(model, tokenizer, sample: Infused, n_segments: int) -> torch
 
 def infuse_corpus(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
                   generator: torch.Generator) -> list[Infused]:
-    """Each snippet with one thought set from the current policy (none at all when c is infinite:
-    the limit alpha -> 1 where no new latent is ever started, and RA3 is NTP)."""
+    """Each snippet with one thought set from the current policy, `cfg.rollout_batch_size` snippets
+    per batched rollout (none at all when c is infinite: the limit alpha -> 1 where no new latent is
+    ever started, and RA3 is NTP)."""
     from tqdm import tqdm
 
-    out = []
-    for text in tqdm(snippets, desc="infusing", unit="snippet", leave=False):
-        segments = segment_lines(text)
-        thoughts = {} if math.isinf(cfg.penalty) else rollout(model, tokenizer, text, segments, cfg, comment_ids,
-                                                               generator, 1)[0]
-        out.append(build_infused(text, segments, thoughts))
+    segmented = [segment_lines(text) for text in snippets]
+    if math.isinf(cfg.penalty):
+        return [build_infused(t, s, {}) for t, s in zip(snippets, segmented, strict=True)]
+    generators = row_generators(generator, len(snippets))
+    order = sorted(range(len(snippets)), key=lambda i: len(snippets[i]))  # similar lengths batch with little padding
+    out: list[Infused | None] = [None] * len(snippets)
+    with tqdm(total=len(snippets), desc="infusing", unit="snippet", leave=False) as progress:
+        for start in range(0, len(order), cfg.rollout_batch_size):
+            batch = order[start: start + cfg.rollout_batch_size]
+            thought_sets = rollout(model, tokenizer, [snippets[i] for i in batch], [segmented[i] for i in batch], cfg,
+                                   comment_ids, [generators[i] for i in batch])
+            for i, thoughts in zip(batch, thought_sets, strict=True):
+                out[i] = build_infused(snippets[i], segmented[i], thoughts)
+            progress.update(len(batch))
     return out
 
 

@@ -4,6 +4,7 @@ Each stage's directory is keyed by the hash of its config and of its inputs' ide
 (`repro.runs`); a finished stage is reused, an unfinished one resumes from its checkpoints.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -74,50 +75,85 @@ def expert_texts(scale: ScaleConfig, tokenizer, root: Path | None = None) -> tup
     return load_corpus(scale.corpus, tokenizer)
 
 
-def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None) -> Path:
-    """NTP mid-training of `base_model` on the scale's expert corpus."""
+def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
+    """NTP mid-training of `base_model` on the scale's expert corpus (`seed`: the data order's seed,
+    default the config's)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from repro.ntp import train_causal_lm
 
+    train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     texts, corpus_identity = expert_texts(scale, tokenizer, root)
-    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "train": scale.ntp}
+    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "train": train}
     path = runs.stage_dir("ntp", identity, root)
     if runs.is_done(path):
         return path / "model"
     with runs.stage_log(path):
         model = AutoModelForCausalLM.from_pretrained(base_model)
-        summary = train_causal_lm(model, tokenizer, texts, scale.ntp, path, desc="NTP")
+        summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"NTP (seed {train.seed})")
         log.info("NTP done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
     return path / "model"
 
 
-def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None) -> Path:
-    """RA3 mid-training of `base_model`: the EM loop on the scale's expert corpus."""
+def ra3_settings(scale: ScaleConfig, seed: int | None = None, penalty: float | None = None):
+    """The scale's RA3 and M-step settings with a run's seed (E-step sampling and M-step data order)
+    and, for the penalty ablation, its penalty c."""
+    if scale.ra3 is None:
+        raise ValueError(f"scale {scale.name} has no `ra3` settings")
+    ra3, mstep = scale.ra3, scale.ntp
+    if seed is not None:
+        ra3, mstep = dataclasses.replace(ra3, seed=seed), dataclasses.replace(mstep, seed=seed)
+    if penalty is not None:
+        ra3 = dataclasses.replace(ra3, penalty=penalty)
+    return ra3, mstep
+
+
+def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None,
+              penalty: float | None = None) -> Path:
+    """RA3 mid-training of `base_model`: the EM loop on the scale's expert corpus. Returns the final
+    round's model; the stage directory (its parent's parent) holds every round and the diagnostics."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from repro.ra3 import em_loop
 
-    if scale.ra3 is None:
-        raise ValueError(f"scale {scale.name} has no `ra3` settings")
+    ra3, mstep = ra3_settings(scale, seed, penalty)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     texts, corpus_identity = expert_texts(scale, tokenizer, root)
-    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": scale.ra3, "mstep": scale.ntp}
+    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3, "mstep": mstep}
     path = runs.stage_dir("ra3", identity, root)
-    final = path / f"round-{scale.ra3.rounds - 1}" / "model"
+    final = path / f"round-{ra3.rounds - 1}" / "model"
     if runs.is_done(path):
         return final
     with runs.stage_log(path):
         model = AutoModelForCausalLM.from_pretrained(base_model)
-        summaries = em_loop(model, tokenizer, texts, scale.ra3, scale.ntp, path,
+        summaries = em_loop(model, tokenizer, texts, ra3, mstep, path,
                             on_estep=lambda m: log.info("E-step %s", json.dumps(m)))
         rows = read_jsonl(world_stage(scale, root) / "expert.jsonl") if scale.corpus is None else None
         diagnostics = ra3_diagnostics(path, rows)
         log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
     runs.mark_done(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
     return final
+
+
+def eval_stage(model: str, benchmark: str, generation, root: Path | None = None, workers: int | None = None) -> Path:
+    """`model`'s completions on `benchmark`, scored in the sandbox: a directory with samples,
+    outcomes.jsonl and metrics.json, cached by (model weights, benchmark data, decoding settings)."""
+    from repro import data, evaluate
+
+    config = data.load_eval_config()
+    bench = data.load_benchmark(benchmark, config)
+    identity = {"model": model_identity(model), "benchmark": benchmark, "data_sha256": bench.sha256,
+                "generation": generation, "sandbox": config.sandbox, "scoring": bench.config}
+    path = runs.stage_dir("eval", identity, root)
+    if runs.is_done(path):
+        return path
+    with runs.stage_log(path):
+        metrics = evaluate.evaluate_model(model, bench, config, generation, path, workers=workers)
+        log.info("%s on %s: pass@1 %.4f", model, benchmark, metrics["pass@1"])
+    runs.mark_done(path, {k: metrics[k] for k in metrics if k.startswith("pass@")} | {"model": model})
+    return path
 
 
 def ra3_diagnostics(ra3_dir: Path, expert_rows: list[dict] | None = None, examples: int = 3) -> dict:

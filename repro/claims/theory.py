@@ -68,6 +68,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.claims import Verdict
 from repro.config import CONFIG_DIR, ConfigError, from_dict, load
 from repro.evaluate import atomic_write
 from repro.runs import config_hash
@@ -141,18 +142,7 @@ class TheoryConfig:
             raise ValueError("; ".join(problems))
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    claim: str
-    cell: str
-    measured: float
-    reference: float
-    band: tuple[float | None, float | None]
-    """Where `measured` (or its interval, see `statistic`) must lie; None is an open end."""
-    statistic: str
-    status: str
-    """PASS, FAIL or INCONCLUSIVE."""
-    reason: str
+COST = {"tiny": "about 2 s on 2 CPU cores (numpy only)", "small": "the same", "paper": "the same"}
 
 
 def load_config(path: Path | None = None) -> TheoryConfig:

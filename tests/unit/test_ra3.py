@@ -91,18 +91,24 @@ def test_teacher_forced_rewards_match_per_line_recomputation(trained):
     assert all(float(v) <= 0 for v in scored.action_logp.values())
 
 
-def test_cached_rollout_takes_the_same_thoughts_as_the_naive_one(trained):
+def test_batched_cached_rollout_takes_the_same_thoughts_as_the_naive_one(trained):
+    """Rows of different snippets and lengths in one batch, each with its own generator: the same
+    thoughts as re-encoding every prefix one row at a time, and independent of the batch."""
     model, tokenizer = trained
     comment_ids = ra3.comment_token_ids(tokenizer)
-    thoughts = 0
-    for i, text in enumerate(make_texts(6, seed=9, comments=False)):
-        segments = ra3.segment_lines(text)
-        cached = ra3.rollout(model, tokenizer, text, segments, CFG, comment_ids, torch.Generator().manual_seed(i), 8)
-        naive = ra3.naive_rollout(model, tokenizer, text, segments, CFG, comment_ids,
-                                  torch.Generator().manual_seed(i), 8)
-        assert cached == naive
-        thoughts += sum(len(t) for t in cached)
-    assert thoughts > 0  # the test exercised thinking, not only acting
+    texts = [t for t in make_texts(6, seed=9, comments=False) for _ in range(8)]
+    texts[3] = "def g(a):\n    return a\n"  # a short row: finishes while others still think
+    segmented = [ra3.segment_lines(t) for t in texts]
+    cfg = dataclasses.replace(CFG, temperature=1.0)  # this model's thoughts are rarer but longer at T=1
+    batched = ra3.rollout(model, tokenizer, texts, segmented, cfg, comment_ids,
+                          [torch.Generator().manual_seed(i) for i in range(len(texts))])
+    naive = [ra3.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i))
+             for i, (t, s) in enumerate(zip(texts, segmented, strict=True))]
+    assert batched == naive
+    assert sum(len(t) for t in batched) >= 10 and sum(len(t) > 1 for t in batched) >= 1  # several, and repeated
+    alone = ra3.rollout(model, tokenizer, texts[5:6], segmented[5:6], cfg, comment_ids,
+                        [torch.Generator().manual_seed(5)])
+    assert alone[0] == batched[5]
 
 
 def test_group_advantages_are_centred_per_boundary():

@@ -29,9 +29,13 @@ def statuses(verdicts, prefix):
     return {v.cell: v.status for v in verdicts if v.cell.startswith(prefix)}
 
 
-def test_registry_names_the_claim_and_rejects_unknown_ids():
-    assert CLAIMS == ("theory",) and module("theory") is theory
-    with pytest.raises(ConfigError, match="valid claims: theory"):
+def test_registry_names_the_claims_and_rejects_unknown_ids():
+    assert {"table1", "mstep_loss", "penalty_ablation", "theory"} <= set(CLAIMS) and module("theory") is theory
+    for claim in CLAIMS:  # the contract `ra3-repro list`, verify and report rely on
+        mod = module(claim)
+        assert mod.__doc__.startswith(f"Claim `{claim}`: ") and mod.CLAIM == claim
+        assert callable(mod.run) and callable(mod.check) and set(mod.COST) == {"tiny", "small", "paper"}
+    with pytest.raises(ConfigError, match="valid claims: .*theory"):
         module("theroy")
 
 

@@ -1,0 +1,253 @@
+"""Claim `mstep_loss`: the M-step cross-entropy on thought-infused data is clearly lower than NTP's
+loss on raw data, for all three models.
+
+Where: RA3 (arXiv:2509.25810), Fig. 3 (training loss curves); `paper/RA3.md`, claim `mstep_loss`.
+
+Commands and cost:
+    ra3-repro mstep_loss [--scale tiny|small|paper] [--seeds N] [--set section.key=value ...] [--out DIR]
+    ra3-repro verify DIR
+It reuses the NTP and RA3 stages of `table1` (cached in runs/: run after table1 it costs only the
+held-out scoring, well under a minute at tiny scale); alone it trains them first.
+
+What is measured, per model and seed:
+- Training loss (what Fig. 3 plots): NTP's loss on raw code and each M-step round's loss on infused
+  code, per logged step (metrics.jsonl), against tokens seen; the claim's training statistic is the
+  mean over the last `tail_fraction` of each run's logged steps (the final M-step round for RA3).
+- Held-out cross-entropy per token on code neither model trained on (the scale's `heldout`
+  benchmark's prompt + canonical solution): NTP's model on the raw code; the final RA3 model on the
+  same code infused with thoughts sampled by its own policy; and, for honesty about what a lower
+  number means, the RA3 model on the raw code and on the expert tokens alone of its infused code
+  (comment tokens are often easy, so an infused CE can be lower without the code being better
+  predicted).
+
+Checks: per model, infused (RA3) minus raw (NTP) held-out CE per snippet, paired over the same
+snippets with a percentile bootstrap (snippet CE averaged over seeds): PASS when the interval is
+below 0 (the paper's direction), FAIL when above, INCONCLUSIVE when it covers 0; the training-loss
+tails are compared per seed the same way over seeds (INCONCLUSIVE with fewer than 3 seeds).
+"""
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from repro.claims import Verdict, common
+from repro.config import CONFIG_DIR, ConfigError, load
+from repro.scale import ScaleConfig
+from repro.stats import paired_bootstrap
+
+log = logging.getLogger(__name__)
+
+CLAIM = "mstep_loss"
+CONFIG = CONFIG_DIR / "claims" / "mstep_loss.yaml"
+COST = {"tiny": "under a minute after table1 (its stages are cached), about 6 min per seed alone",
+        "small": "the table1 stages plus minutes of scoring on one GPU", "paper": "the table1 stages"}
+
+
+@dataclasses.dataclass(frozen=True)
+class MstepLossConfig:
+    heldout: dict[str, str]
+    """Scale -> benchmark whose prompt + canonical solution is the held-out code."""
+    heldout_snippets: int
+    """Held-out snippets scored (the first ones of the benchmark)."""
+    tail_fraction: float
+    """Share of the last logged training steps averaged into a run's final training loss."""
+    bootstrap_resamples: int
+    confidence: float
+    guard_z: float
+    """Tiny regression guards: width in standard errors."""
+    tiny_expectations: tuple[common.Expectation, ...] = ()
+
+
+def load_config(path: Path | None = None) -> MstepLossConfig:
+    return load(MstepLossConfig, path or CONFIG)
+
+
+def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+        root: Path | None = None) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from repro import data, ra3, stages
+    from repro.ntp import text_nll
+
+    cfg = load_config()
+    if scale.name not in cfg.heldout:
+        raise ConfigError(f"{CONFIG}: `heldout` has no benchmark for scale {scale.name}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    benchmark = data.load_benchmark(cfg.heldout[scale.name], data.load_eval_config())
+    tasks = list(benchmark.tasks.values())[: cfg.heldout_snippets]
+    texts = [t["prompt"] + t["canonical_solution"] for t in tasks]
+    runs_, used = [], {}
+    for name, base in common.base_models(scale, root):
+        for seed in seeds:
+            ntp_model = stages.ntp_stage(scale, base, root, seed=seed)
+            ra3_model = stages.ra3_stage(scale, base, root, seed=seed)
+            ra3_dir = ra3_model.parent.parent
+            used[f"{name}/ntp/s{seed}"], used[f"{name}/ra3/s{seed}"] = str(ntp_model), str(ra3_model)
+            tokenizer = AutoTokenizer.from_pretrained(ra3_model)
+            ntp_net = AutoModelForCausalLM.from_pretrained(ntp_model)
+            ra3_net = AutoModelForCausalLM.from_pretrained(ra3_model).eval()
+            ra3_cfg, _ = stages.ra3_settings(scale, seed)
+            infused = ra3.infuse_corpus(ra3_net, tokenizer, texts, ra3_cfg, ra3.comment_token_ids(tokenizer),
+                                        torch.Generator().manual_seed(seed))
+            rounds = sorted(ra3_dir.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+            entry = {
+                "model": name, "seed": seed,
+                "ntp_curve": _curve(ntp_model.parent / "metrics.jsonl"),
+                "mstep_curves": [_curve(r / "metrics.jsonl") for r in rounds],
+                "heldout": {
+                    "ntp_raw": text_nll(ntp_net, tokenizer, texts),
+                    "ra3_infused": text_nll(ra3_net, tokenizer, [x.text for x in infused]),
+                    "ra3_raw": text_nll(ra3_net, tokenizer, texts),
+                    "ra3_expert_given_thoughts": _expert_nll(ra3_net, tokenizer, infused),
+                },
+                "thoughts_per_snippet": sum(len(x.thoughts) for x in infused) / len(infused),
+            }
+            entry["train_tail"] = {"ntp": _tail(entry["ntp_curve"], cfg.tail_fraction),
+                                   "mstep_final": _tail(entry["mstep_curves"][-1], cfg.tail_fraction)}
+            runs_.append(entry)
+            log.info("mstep_loss %s seed %d: held-out CE ntp raw %.4f, ra3 infused %.4f", name, seed,
+                     _ce(entry["heldout"]["ntp_raw"]), _ce(entry["heldout"]["ra3_infused"]))
+    record = {**common.record_fields(CLAIM, scale, seeds, sets), "heldout_benchmark": benchmark.name,
+              "data_sha256": {benchmark.name: benchmark.sha256}, "heldout_snippets": len(texts),
+              "runs": runs_, "stages": used, "seconds": round(time.monotonic() - start, 1)}
+    record["tables"] = {"mstep_loss": markdown_table(record)}
+    record = common.write_record(out_dir, record)
+    plot(record, out_dir / "mstep_loss.png")
+    from repro.evaluate import atomic_write
+
+    atomic_write(out_dir / "mstep_loss.md", "# M-step loss vs NTP loss\n\n" + record["tables"]["mstep_loss"] + "\n")
+    return record
+
+
+def _curve(path: Path) -> list[dict]:
+    return [{"step": r["step"], "loss": r["loss"]} for r in map(json.loads, open(path)) if "loss" in r]
+
+
+def _tail(curve: list[dict], fraction: float) -> float:
+    losses = [p["loss"] for p in curve]
+    return float(np.mean(losses[-max(1, round(fraction * len(losses))):]))
+
+
+def _ce(pairs) -> float:
+    """Cross-entropy per token over all snippets (summed NLL over summed tokens)."""
+    return sum(n for n, _ in pairs) / sum(t for _, t in pairs)
+
+
+def _expert_nll(model, tokenizer, infused) -> list[tuple[float, int]]:
+    """NLL of the expert tokens only (segments' tokens, thoughts excluded), each snippet on its own."""
+    from repro import ra3
+
+    out = []
+    comment_ids = ra3.comment_token_ids(tokenizer)
+    for sample in infused:
+        n_segments = max(sample.owner) + 1
+        with torch.no_grad():
+            scored = ra3.score_samples(model, tokenizer, [sample], [n_segments], comment_ids, 1.0)[0]
+        offsets = tokenizer(sample.text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+        tokens = sum(1 for _, end in offsets[1:] if sample.owner[end - 1] >= 0)
+        out.append((-float(scored.line_logp.sum()), tokens))
+    return out
+
+
+def markdown_table(record: dict) -> str:
+    lines = ["| model | seed | NTP train loss (raw) | M-step train loss (infused, final round) | held-out CE: NTP raw "
+             "| RA3 infused | RA3 raw | RA3 expert tokens given thoughts | thoughts per snippet |",
+             "|" + "---|" * 9]
+    for r in record["runs"]:
+        h = r["heldout"]
+        values = [r["train_tail"]["ntp"], r["train_tail"]["mstep_final"], _ce(h["ntp_raw"]), _ce(h["ra3_infused"]),
+                  _ce(h["ra3_raw"]), _ce(h["ra3_expert_given_thoughts"])]
+        lines.append(f"| {r['model']} | {r['seed']} | " + " | ".join(f"{v:.4f}" for v in values)
+                     + f" | {r['thoughts_per_snippet']:.2f} |")
+    lines += ["", f"Cross-entropy in nats per token; held-out: {record['heldout_snippets']} snippets of "
+              f"{record['heldout_benchmark']} (prompt + canonical solution); training losses: mean of the last logged "
+              "steps."]
+    return "\n".join(lines)
+
+
+def plot(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for r in record["runs"]:
+        ntp = r["ntp_curve"]
+        left.plot([p["step"] for p in ntp], [p["loss"] for p in ntp], color="tab:gray", alpha=0.8,
+                  label="NTP on raw code" if r is record["runs"][0] else None)
+        offset = 0
+        for k, curve in enumerate(r["mstep_curves"]):
+            left.plot([offset + p["step"] for p in curve], [p["loss"] for p in curve], color="tab:blue", alpha=0.8,
+                      label="RA3 M-steps on infused code" if r is record["runs"][0] and k == 0 else None)
+            offset += curve[-1]["step"] if curve else 0
+    left.set_xlabel("optimizer step (M-step rounds laid end to end)")
+    left.set_ylabel("training loss (nats/token)")
+    left.legend(fontsize=8)
+    left.set_title("training loss (the paper's Fig. 3)", fontsize=10)
+    keys = (("ntp_raw", "NTP, raw"), ("ra3_infused", "RA3, infused"), ("ra3_raw", "RA3, raw"),
+            ("ra3_expert_given_thoughts", "RA3, expert tokens\ngiven thoughts"))
+    values = [[_ce(r["heldout"][k]) for r in record["runs"]] for k, _ in keys]
+    right.bar(range(len(keys)), [np.mean(v) for v in values], yerr=[np.std(v) for v in values], capsize=4,
+              color=["tab:gray", "tab:blue", "tab:cyan", "tab:purple"])
+    right.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
+    right.set_ylabel("held-out CE (nats/token)")
+    right.set_title(f"held-out {record['heldout_benchmark']} ({len(record['runs'])} run(s))", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def check(record: dict) -> list[Verdict]:
+    if record.get("claim") != CLAIM:
+        raise ConfigError(f"not a {CLAIM} record (claim = {record.get('claim')!r})")
+    cfg = load_config()
+    verdicts = []
+    for model in dict.fromkeys(r["model"] for r in record["runs"]):
+        mine = [r for r in record["runs"] if r["model"] == model]
+        per_snippet = {k: np.mean([[n / t for n, t in r["heldout"][k]] for r in mine], axis=0)
+                       for k in ("ntp_raw", "ra3_infused")}
+        interval = paired_bootstrap(per_snippet["ra3_infused"], per_snippet["ntp_raw"],
+                                    n_resamples=cfg.bootstrap_resamples, confidence=cfg.confidence)
+        cell = f"{model} held-out CE: RA3 infused - NTP raw"
+        statistic = (f"per-snippet CE difference (nats/token), {cfg.confidence:.0%} bootstrap over "
+                     f"{interval['n_problems']} snippets, {len(mine)} seed(s)")
+        if record["scale"] == "tiny":
+            verdicts.append(common.guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
+                                                 record, cfg.guard_z, (interval["high"] - interval["low"]) / 2,
+                                                 "< 0"))
+        else:
+            verdicts.append(_below_zero(cell, interval, statistic))
+        tails = np.array([r["train_tail"]["mstep_final"] - r["train_tail"]["ntp"] for r in mine])
+        cell = f"{model} training loss: M-step (final round) - NTP"
+        if record["scale"] == "tiny":
+            verdicts.append(common.guard_verdict(CLAIM, cell, float(tails.mean()), f"{len(tails)} seed(s)",
+                                                 cfg.tiny_expectations, record, cfg.guard_z, 0.0, "< 0"))
+        elif len(tails) < 3:
+            verdicts.append(Verdict(CLAIM, cell, float(tails.mean()), "< 0", (None, 0.0), f"{len(tails)} seed(s)",
+                                    "INCONCLUSIVE", "fewer than 3 seeds: no interval over seeds"))
+        else:
+            half = 2.0 * tails.std(ddof=1) / np.sqrt(len(tails))
+            verdicts.append(_below_zero(cell, {"mean": float(tails.mean()), "low": float(tails.mean() - half),
+                                               "high": float(tails.mean() + half)},
+                                        f"mean over {len(tails)} seeds +- 2 standard errors"))
+    return verdicts
+
+
+def _below_zero(cell: str, interval: dict, statistic: str) -> Verdict:
+    low, high = interval["low"], interval["high"]
+    if high < 0:
+        status, why = "PASS", "the interval lies below 0: infused-data loss is lower, as the paper reports"
+    elif low > 0:
+        status, why = "FAIL", "the interval lies above 0: infused-data loss is higher than NTP's"
+    else:
+        status, why = "INCONCLUSIVE", "the interval covers 0"
+    return Verdict(CLAIM, cell, interval["mean"], "< 0", (None, 0.0), f"{statistic} [{low:+.4f}, {high:+.4f}]",
+                   status, why)

@@ -1,0 +1,290 @@
+"""Claim `table1`: RA3 mid-training beats the base model and NTP mid-training on HumanEval, MBPP,
+HumanEval+ and MBPP+ (pass@1, and the average pass@5) for Llama-3.2-1B, Qwen-2.5-1.5B and
+Llama-3.1-8B; averaged over the three models about +7.7 average pass@1 over base and +3.5 over NTP.
+One cell goes the other way (Llama-3.1-8B MBPP: RA3 48.0 < NTP 48.6).
+
+Where: RA3 (arXiv:2509.25810), the main mid-training table; `paper/RA3.md`, claim `table1`. The
+paper's numbers are data in `paper_tables/table1.csv` (a secondary transcription: check the PDF).
+
+Commands and cost:
+    ra3-repro table1 [--scale tiny|small|paper] [--seeds N] [--set section.key=value ...] [--out DIR]
+    ra3-repro verify DIR
+- tiny (default; offline, CPU): the tiny world, its base model pretrained here, NTP and RA3 for each
+  seed, each evaluated on the tiny held-out compositions and real HumanEval (n=5 samples, pass@1 and
+  pass@5). Measured on 2 cores: see README (about 4 min pretraining, then per seed about 1 min NTP,
+  4 min RA3 and 3 min of evaluation). Stages are cached in runs/, so a rerun is seconds.
+- small: Qwen-2.5-1.5B on a 50k-snippet corpus, one GPU, hours; paper: three models, many GPU-days.
+
+Method: for every base model of the scale and every seed s, NTP and RA3 mid-training with seed s
+(data order, E-step sampling), and every method evaluated with sampling seed s (the base model is
+one checkpoint: its seeds differ in sampling only). The run directory holds record.json, table1.md,
+and under evals/ the outcome and sample files of every evaluation (the evidence `verify` reads).
+
+Checks (`check`):
+- Paired differences RA3 - NTP and RA3 - base, per model and benchmark, on the average over
+  benchmarks, and averaged over models: per-task pass@1 (mean over seeds) differences with a
+  stratified percentile bootstrap over problems. The paper's difference gives the direction: PASS
+  when the interval lies on the paper's side of 0, FAIL when it lies on the other side,
+  INCONCLUSIVE when it covers 0.
+- small/paper: absolute cells against the paper's value, band = z * sqrt(se_paper^2 + se^2), with
+  se_paper the binomial standard error of the paper's value on the benchmark's size and se ours
+  (sampling pooled with the seed spread, `common.seed_summary`).
+- tiny: there is no paper number; the differences are checked against expectations calibrated from
+  real runs (configs/claims/table1.yaml: mean and seed spread of each difference, the command that
+  measured them), band = mean +- guard_z * max(sqrt(sd^2 / seeds + sd^2 / calibration seeds),
+  half the bootstrap interval) (`common.guard_verdict`). Each says whether the tiny world
+  reproduces the paper's direction.
+"""
+
+import csv
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from repro.claims import Verdict, common
+from repro.config import CONFIG_DIR, REPO_ROOT, ConfigError, load
+from repro.scale import ScaleConfig
+from repro.stats import stratified_paired_bootstrap
+
+log = logging.getLogger(__name__)
+
+CLAIM = "table1"
+METHODS = ("base", "ntp", "ra3")
+COMPARISONS = (("ra3", "ntp"), ("ra3", "base"))
+CONFIG = CONFIG_DIR / "claims" / "table1.yaml"
+PAPER_TABLE = (REPO_ROOT / "paper_tables" / "table1.csv" if (REPO_ROOT / "paper_tables").is_dir()
+               else Path(__file__).resolve().parents[1] / "paper_tables" / "table1.csv")
+AVERAGE = "avg"
+"""The benchmark name of the average over a scale's benchmarks (the paper's `all4`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Table1Config:
+    z: float
+    """Two-sided normal quantile of the absolute-cell bands (1.96: 95%)."""
+    guard_z: float
+    """Width, in standard errors, of the tiny regression guards."""
+    bootstrap_resamples: int
+    confidence: float
+    """Confidence of the bootstrap intervals of the paired differences."""
+    tiny_expectations: tuple[common.Expectation, ...] = ()
+
+
+def load_config(path: Path | None = None) -> Table1Config:
+    return load(Table1Config, path or CONFIG)
+
+
+def paper_rows(path: Path = PAPER_TABLE) -> list[dict]:
+    """The paper's numbers: model, method, metric, benchmark, value (points), source."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["value"] = float(row["value"])
+    return rows
+
+
+def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+        root: Path | None = None) -> dict:
+    """Train (cached), evaluate and tabulate every (model, method, seed, benchmark); writes record.json
+    and table1.md into `out_dir`."""
+    from repro import stages
+
+    if scale.ra3 is None:
+        raise ConfigError(f"scale {scale.name} has no `ra3` settings")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    rows, outcome_files, used, data_sha256 = [], {}, {}, {}
+    for name, base in common.base_models(scale, root):
+        for seed in seeds:
+            models = {"base": base, "ntp": str(stages.ntp_stage(scale, base, root, seed=seed)),
+                      "ra3": str(stages.ra3_stage(scale, base, root, seed=seed))}
+            generation = dataclasses.replace(scale.generation, seed=seed)
+            for method, model in models.items():
+                used[f"{name}/{method}/s{seed}"] = model
+                for benchmark in scale.benchmarks:
+                    label = f"{name}/{method}/s{seed}/{benchmark}"
+                    link, metrics = common.evaluate_into(out_dir, label, model, benchmark, generation, root)
+                    outcome_files[label] = link
+                    data_sha256[benchmark] = metrics["data_sha256"]
+                    for metric in ("pass@1", "pass@5"):
+                        if metric in metrics:
+                            rows.append({"model": name, "method": method, "benchmark": benchmark, "metric": metric,
+                                         "seed": seed, "value": metrics[metric],
+                                         "stderr": metrics["stderr"][metric], "n_tasks": metrics["n_tasks"]})
+    cells = aggregate(rows, scale.benchmarks)
+    record = {**common.record_fields(CLAIM, scale, seeds, sets), "benchmarks": list(scale.benchmarks),
+              "rows": rows, "cells": cells, "outcome_files": outcome_files, "stages": used,
+              "data_sha256": data_sha256,
+              "paper": [r for r in paper_rows() if r["model"] in {c["model"] for c in cells}],
+              "seconds": round(time.monotonic() - start, 1)}
+    record["tables"] = {"table1": markdown_table(record)}
+    from repro.evaluate import atomic_write
+
+    atomic_write(out_dir / "table1.md", f"# Table 1 ({scale.name} scale, seeds {seeds})\n\n"
+                 + record["tables"]["table1"] + "\n")
+    return common.write_record(out_dir, record)
+
+
+def aggregate(rows: list[dict], benchmarks) -> list[dict]:
+    """Cells over seeds: per (model, method, benchmark, metric), plus the average over benchmarks."""
+    cells = []
+    keys = sorted({(r["model"], r["method"], r["metric"]) for r in rows},
+                  key=lambda k: (k[0], METHODS.index(k[1]), k[2]))
+    for model, method, metric in keys:
+        mine = [r for r in rows if (r["model"], r["method"], r["metric"]) == (model, method, metric)]
+        seeds = sorted({r["seed"] for r in mine})
+        for benchmark in benchmarks:
+            these = [r for r in mine if r["benchmark"] == benchmark]
+            if these:
+                cells.append({"model": model, "method": method, "benchmark": benchmark, "metric": metric,
+                              "n_tasks": these[0]["n_tasks"],
+                              **common.seed_summary([r["value"] for r in these], [r["stderr"] for r in these])})
+        per_seed = [[r for r in mine if r["seed"] == s] for s in seeds]
+        if all(len(p) == len(benchmarks) for p in per_seed):
+            means = [float(np.mean([r["value"] for r in p])) for p in per_seed]
+            stderrs = [float(np.sqrt(sum(r["stderr"] ** 2 for r in p))) / len(p) for p in per_seed]
+            cells.append({"model": model, "method": method, "benchmark": AVERAGE, "metric": metric, "n_tasks": None,
+                          **common.seed_summary(means, stderrs)})
+    return cells
+
+
+def _paper_value(record: dict, model: str, method: str, benchmark: str, metric: str) -> float | None:
+    """The paper's number as a fraction (the CSV has points); `avg` is the paper's `all4`."""
+    for row in record.get("paper", []):
+        paper_metric, paper_bench = (f"avg_{metric}", "all4") if benchmark == AVERAGE else (metric, benchmark)
+        if (row["model"], row["method"], row["metric"], row["benchmark"]) == (model, method, paper_metric, paper_bench):
+            return row["value"] / 100
+    return None
+
+
+def markdown_table(record: dict) -> str:
+    """Rows: model x method; columns: pass@1 per benchmark, then the average pass@1 and pass@5 over
+    benchmarks; each cell `ours +- se` in points, with the paper's value beside it where it has one."""
+    benchmarks = record["benchmarks"]
+    columns = [(b, "pass@1") for b in benchmarks] + [(AVERAGE, "pass@1"), (AVERAGE, "pass@5")]
+    head = ["model", "method"] + [f"{b} {m}" if b != AVERAGE else f"avg {m}" for b, m in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = {(c["model"], c["method"], c["benchmark"], c["metric"]): c for c in record["cells"]}
+    for model in dict.fromkeys(c["model"] for c in record["cells"]):
+        for method in METHODS:
+            out = [model, method]
+            for benchmark, metric in columns:
+                cell = cells.get((model, method, benchmark, metric))
+                text = "-" if cell is None else f"{100 * cell['value']:.1f} +- {100 * cell['stderr']:.1f}"
+                paper = _paper_value(record, model, method, benchmark, metric)
+                out.append(text + (f" (paper {100 * paper:.1f})" if paper is not None else ""))
+            lines.append("| " + " | ".join(out) + " |")
+    lines.append("")
+    lines.append(f"Seeds: {record['seeds']}; values in points, `+-` one standard error (sampling pooled with the "
+                 "seed spread); `paper`: paper_tables/table1.csv.")
+    return "\n".join(lines)
+
+
+def per_task(record: dict, model: str, method: str, benchmark: str) -> tuple[list[str], np.ndarray]:
+    """Per-task pass@1 averaged over the record's seeds, from the outcome files."""
+    arrays, task_ids = [], None
+    for seed in record["seeds"]:
+        label = f"{model}/{method}/s{seed}/{benchmark}"
+        if label not in record["outcomes"]:
+            raise ConfigError(f"record has no outcomes for {label}")
+        outcomes = record["outcomes"][label]
+        task_ids = task_ids or sorted(outcomes)
+        arrays.append(common.pass1_per_task(outcomes, task_ids))
+    return task_ids, np.mean(arrays, axis=0)
+
+
+def check(record: dict) -> list[Verdict]:
+    if record.get("claim") != CLAIM:
+        raise ConfigError(f"not a {CLAIM} record (claim = {record.get('claim')!r})")
+    if "outcomes" not in record:
+        raise ConfigError("check needs the record with its outcomes: load it with repro.claims.load_record(RUN_DIR)")
+    cfg = load_config()
+    models = list(dict.fromkeys(c["model"] for c in record["cells"]))
+    benchmarks = record["benchmarks"]
+    verdicts = []
+    for first, second in COMPARISONS:
+        pairs = {}
+        for model in models:
+            for benchmark in benchmarks:
+                _, a = per_task(record, model, first, benchmark)
+                _, b = per_task(record, model, second, benchmark)
+                pairs[model, benchmark] = (a, b)
+        groups = [([(m, b)], f"{m} {b}") for m in models for b in benchmarks]
+        groups += [([(m, b) for b in benchmarks], f"{m} avg") for m in models]
+        if len(models) > 1:
+            groups.append(([(m, b) for m in models for b in benchmarks], "all models avg"))
+        for keys, cell in groups:
+            interval = stratified_paired_bootstrap([pairs[k] for k in keys], n_resamples=cfg.bootstrap_resamples,
+                                                   confidence=cfg.confidence)
+            benchmark = keys[0][1] if len(keys) == 1 else AVERAGE
+            model = keys[0][0] if len({m for m, _ in keys}) == 1 else None
+            verdicts.append(_difference_verdict(record, cfg, f"{first}-{second} {cell}", first, second, model,
+                                                benchmark, interval))
+    verdicts += _absolute_verdicts(record, cfg)
+    return verdicts
+
+
+def _difference_verdict(record, cfg: Table1Config, cell: str, first: str, second: str, model: str | None,
+                        benchmark: str, interval: dict) -> Verdict:
+    statistic = (f"mean per-task pass@1 difference, {interval['confidence']:.0%} stratified bootstrap "
+                 f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {interval['n_problems']} problems, "
+                 f"{len(record['seeds'])} seed(s)")
+    measured = interval["mean"]
+    if record["scale"] == "tiny":
+        return common.guard_verdict(CLAIM, cell, measured, statistic, cfg.tiny_expectations, record,
+                                    cfg.guard_z, (interval["high"] - interval["low"]) / 2,
+                                    f"{first.upper()} > {second.upper()}")
+    paper = _paper_difference(record, model, first, second, benchmark)
+    if paper is None:
+        return Verdict(CLAIM, cell, measured, "n/a", (None, None), statistic, "INCONCLUSIVE",
+                       "the paper table has no value for this cell")
+    direction = 1 if paper >= 0 else -1
+    band = (0.0, None) if direction > 0 else (None, 0.0)
+    if direction * interval["low"] > 0 and direction * interval["high"] > 0:
+        status, why = "PASS", "the interval lies on the paper's side of 0"
+    elif direction * interval["low"] < 0 and direction * interval["high"] < 0:
+        status, why = "FAIL", "the interval lies on the other side of 0 than the paper's difference"
+    else:
+        status, why = "INCONCLUSIVE", "the interval covers 0: too few problems or seeds to tell the sign"
+    return Verdict(CLAIM, cell, measured, paper, band, statistic, status,
+                   f"paper {paper:+.3f}; {why} (paired over the same problems)")
+
+
+def _paper_difference(record, model, first, second, benchmark) -> float | None:
+    models = [model] if model else list(dict.fromkeys(c["model"] for c in record["cells"]))
+    values = []
+    for m in models:
+        a = _paper_value(record, m, first, benchmark, "pass@1")
+        b = _paper_value(record, m, second, benchmark, "pass@1")
+        if a is None or b is None:
+            return None
+        values.append(a - b)
+    return float(np.mean(values))
+
+
+def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
+    out = []
+    for c in record["cells"]:
+        paper = _paper_value(record, c["model"], c["method"], c["benchmark"], c["metric"])
+        if paper is None or record["scale"] == "tiny":
+            continue
+        n_tasks = c["n_tasks"] or sum(x["n_tasks"] for x in record["cells"] if x["model"] == c["model"]
+                                      and x["method"] == c["method"] and x["metric"] == c["metric"]
+                                      and x["benchmark"] != AVERAGE) / len(record["benchmarks"])
+        se_paper = np.sqrt(paper * (1 - paper) / n_tasks)
+        half = cfg.z * float(np.sqrt(se_paper ** 2 + c["stderr"] ** 2))
+        band = (paper - half, paper + half)
+        status = "PASS" if band[0] <= c["value"] <= band[1] else "FAIL"
+        out.append(Verdict(CLAIM, f"{c['model']} {c['method']} {c['benchmark']} {c['metric']}", c["value"], paper,
+                           band, f"mean over {c['seeds']} seed(s), se {c['stderr']:.4f}", status,
+                           f"band = {cfg.z} x sqrt(binomial se of the paper's value on {n_tasks:.0f} problems "
+                           f"({se_paper:.4f})^2 + our se^2)"))
+    return out
+
+
+COST = {"tiny": "about 20 min for 3 seeds on 2 CPU cores (README)", "small": "hours on one 80 GB GPU",
+        "paper": "GPU-days (three models, 3.5M snippets)"}

@@ -1,0 +1,34 @@
+"""Tiny-scale expectations from a multi-seed claim run: prints the `tiny_expectations` YAML block for
+configs/claims/<claim>.yaml (per verdict cell: mean and sample sd over seeds of the value `check`
+measures on each seed alone). Fill in `paper_direction_reproduced` by reading the numbers.
+
+    python tools/calibrate.py RUN_DIR [--command "ra3-repro table1 --scale tiny --seeds 3"]
+"""
+
+import argparse
+import datetime
+
+import yaml
+
+from repro.claims import common, load_record, module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--command", default="", help="the command that produced RUN_DIR (recorded with the numbers)")
+    args = parser.parse_args()
+    record = load_record(args.run_dir)
+    if record["scale"] != "tiny" or len(record["seeds"]) < 3:
+        raise SystemExit(f"{args.run_dir}: calibrate from a tiny run with at least 3 seeds "
+                         f"(got scale {record['scale']}, seeds {record['seeds']})")
+    rows = common.calibrate(module(record["claim"]).check, record)
+    when = datetime.date.today().isoformat()
+    for row in rows:
+        row["paper_direction_reproduced"] = None
+        row["measured_with"] = f"{args.command or record['claim']}, {when}, commit {record['environment']['git']}"
+    print(yaml.safe_dump({"tiny_expectations": rows}, sort_keys=False, width=120))
+
+
+if __name__ == "__main__":
+    main()
