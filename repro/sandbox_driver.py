@@ -16,6 +16,19 @@ Modes:
   Passed iff it runs to its end; `AssertionError` is a fail, `MemoryError` memory, a timer
   expiry timeout, anything else an error. With `exit_ok`, `SystemExit(0)` also counts as the end
   (stdin/stdout programs may call `exit()`); the host then compares stdout.
+- `check_function`: a HumanEval-style task, hardened for RL rewards and used for evaluation alike:
+  the program (prompt + completion) runs first, then the test code, then `check(candidate)` from
+  the test code as compiled here (a `check` the program defines cannot replace it). The candidate
+  is wrapped: after every call the builtins are restored to their state before the program ran,
+  trace and profile hooks are removed, a thread left running is an error (it could patch the
+  harness while the tests run), and a return value must be made of builtin types exactly (bool,
+  int, float, complex, str, bytes, None, and list, tuple, set, frozenset, dict of them; no
+  subclasses), so an object whose `__eq__` is always true fails instead of passing. With
+  `count_tests`, every top-level statement of `check` that contains an `assert` is one test; all
+  of them run (one that raises an `Exception` fails, the others still run) and the report carries
+  `tests_passed` and `tests_total` (fraction-of-tests rewards). Not stopped: a program that walks
+  the interpreter's frames to read the expected values out of the test's code, or to reach the
+  harness's private objects.
 - `evalplus_check`: EvalPlus's own `unsafe_execute` on one input split (its float tolerance,
   special oracles and per-input time limits).
 - `evalplus_groundtruth`: EvalPlus's own `trusted_exec` on the canonical solution, returning the
@@ -76,6 +89,153 @@ def _run_script(job):
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
+class _Tampered(BaseException):
+    """The program changed the harness's ground; a BaseException so user code's `except Exception` misses it."""
+
+
+_PLAIN_ATOMS = (bool, int, float, complex, str, bytes, type(None))
+_PLAIN_CONTAINERS = (list, tuple, set, frozenset)
+
+
+def _plain(value, depth=0):
+    """Whether `value` is made of builtin types exactly, so that comparing it runs Python's own `==`.
+
+    Types are compared by identity: a metaclass can make `==` or `hash` of a class lie."""
+    kind = type(value)
+    for atom in _PLAIN_ATOMS:
+        if kind is atom:
+            return True
+    if depth >= 64:  # deep or self-referencing structures are not test answers
+        return False
+    for container in _PLAIN_CONTAINERS:
+        if kind is container:
+            for item in value:
+                if not _plain(item, depth + 1):
+                    return False
+            return True
+    if kind is dict:
+        for key, item in value.items():
+            if not (_plain(key, depth + 1) and _plain(item, depth + 1)):
+                return False
+        return True
+    return False
+
+
+def _check_code(test, count_tests):
+    """The test module's code and the code object of its `check`, compiled here. With `count_tests`,
+    each top-level statement of `check` holding an assert reports whether it ran without an exception
+    to a keyword-only `__ra3_record__` (a local of `check`, out of the program's reach by name)."""
+    if not count_tests:
+        module = compile(test, "<test>", "exec")
+        total = None
+    else:
+        import ast
+
+        tree = ast.parse(test)
+        total = 0
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "check":
+                body = []
+                for statement in node.body:
+                    if not any(isinstance(n, ast.Assert) for n in ast.walk(statement)):
+                        body.append(statement)
+                        continue
+                    report = ast.parse("try:\n    pass\nexcept Exception:\n    __ra3_record__(False)\n"
+                                       "else:\n    __ra3_record__(True)\n").body[0]
+                    report.body = [statement]
+                    body.append(report)
+                    total += 1
+                node.body = body
+                node.args.kwonlyargs.append(ast.arg("__ra3_record__"))
+                node.args.kw_defaults.append(None)
+        module = compile(ast.fix_missing_locations(tree), "<test>", "exec")
+    checks = [c for c in module.co_consts if type(c) is type(module) and c.co_name == "check"]
+    return module, (checks[-1] if checks else None), total
+
+
+def _run_check_function(job):
+    import _thread
+    import builtins
+    from types import FunctionType
+
+    # Private references, taken before any untrusted code runs.
+    settrace, setprofile, thread_count, function = sys.settrace, sys.setprofile, _thread._count, FunctionType
+    saved = dict(builtins.__dict__)
+    live = builtins.__dict__
+    results = []
+
+    def restore():
+        settrace(None)
+        setprofile(None)
+        if len(live) != len(saved) or any(live.get(k, restore) is not v for k, v in saved.items()):
+            live.clear()
+            live.update(saved)
+        if thread_count():
+            raise _Tampered("the program left a thread running while the tests ran")
+
+    def guard(candidate):
+        def guarded(*args, **kwargs):
+            recorded = results[:]
+            try:
+                value = candidate(*args, **kwargs)
+            finally:
+                restore()
+                results[:] = recorded  # a report made from inside the candidate does not count
+            if not _plain(value):
+                raise AssertionError("the return value is not made of builtin types (int, float, str, list, "
+                                     "tuple, dict, set, None, ...); its comparisons cannot be trusted")
+            return value
+
+        guarded.__name__ = job["entry_point"]
+        return guarded
+
+    def on_alarm(signum, frame):
+        raise _TestTimeout()
+
+    def counts():
+        if total is None:
+            return {}
+        return {"tests_passed": sum(1 for r in results if r is True), "tests_total": total}
+
+    module, check_code, total = _check_code(job["test"], job["count_tests"])
+    if check_code is None:
+        return {"status": "error", "detail": "the test code defines no check()"}
+    signal.signal(signal.SIGALRM, on_alarm)
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        signal.setitimer(signal.ITIMER_REAL, job["test_seconds"])
+        exec(compile(job["code"], "<program>", "exec"), namespace)
+        restore()
+        namespace["__builtins__"] = builtins
+        exec(module, namespace)
+        if job["entry_point"] not in namespace:
+            raise NameError(f"the program does not define {job['entry_point']}")
+        check = function(check_code, namespace, "check")
+        candidate = guard(namespace[job["entry_point"]])
+        if total is None:
+            check(candidate)
+        else:
+            check(candidate, __ra3_record__=results.append)
+            restore()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        passed = counts().get("tests_passed", 0)
+        if total is not None and passed < total:
+            return {"status": "fail", "detail": f"{total - passed} of {total} tests failed", **counts()}
+        return {"status": "pass", "detail": "", **counts()}
+    except _TestTimeout:
+        return {"status": "timeout", "detail": f"tests ran over {job['test_seconds']} s", **counts()}
+    except AssertionError as exc:
+        return {"status": "fail", "detail": _describe(exc), **counts()}
+    except MemoryError as exc:
+        return {"status": "memory", "detail": _describe(exc), **counts()}
+    except SystemExit as exc:
+        return {"status": "error", "detail": f"SystemExit({exc.code!r}) before the tests finished", **counts()}
+    except BaseException as exc:  # noqa: BLE001 - any other escape is the program's error
+        return {"status": "error", "detail": _describe(exc), **counts()}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def _run_evalplus_check(job):
     import pickle
     from types import SimpleNamespace
@@ -117,6 +277,7 @@ def _run_evalplus_groundtruth(job):
 
 MODES = {
     "script": _run_script,
+    "check_function": _run_check_function,
     "evalplus_check": _run_evalplus_check,
     "evalplus_groundtruth": _run_evalplus_groundtruth,
 }

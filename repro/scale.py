@@ -12,6 +12,7 @@ from repro.config import CONFIG_DIR, ConfigError, load
 from repro.ntp import TrainConfig
 from repro.pretrain import TinyModelConfig, TokenizerConfig
 from repro.ra3 import RA3Config
+from repro.rlvr import RLVRConfig
 
 SCALES = ("tiny", "small", "paper")
 
@@ -88,6 +89,8 @@ class ScaleConfig:
     """small/paper: the mid-training corpus."""
     ra3: RA3Config | None = None
     """RA3's EM loop (E-step RL over thoughts); its M-step trains with `ntp`'s settings."""
+    rlvr: RLVRConfig | None = None
+    """RLVR post-training (GRPO) and its convergence curves (`repro/rlvr.py`)."""
 
     def __post_init__(self):
         builds_model = (self.world, self.tokenizer, self.tiny_model, self.pretrain)

@@ -1,6 +1,7 @@
-"""Shared fixtures: a private ground-truth cache, and configs that accept the test data files."""
+"""Shared fixtures: a private data directory, and configs that accept the test data files."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_BACKED = ("humaneval+", "mbpp", "mbpp+")
 
 
-@pytest.fixture(autouse=True)
-def private_groundtruth_cache(tmp_path_factory, monkeypatch):
-    from repro import evaluate
+def pytest_addoption(parser):
+    parser.addoption("--results-dir", default=os.environ.get("RA3_RESULTS_DIR"),
+                     help="tests/claims: a directory of small/paper claim runs (RUN/record.json) to verify")
 
-    monkeypatch.setattr(evaluate, "GROUNDTRUTH_CACHE", tmp_path_factory.getbasetemp() / "groundtruth")
+
+@pytest.fixture(autouse=True)
+def private_data_dir(tmp_path_factory, monkeypatch):
+    """The suite's data directory (EvalPlus ground truth, fetched files), one per test session."""
+    monkeypatch.setenv("RA3_DATA_DIR", str(tmp_path_factory.getbasetemp() / "ra3-data"))
 
 
 @pytest.fixture(scope="session")

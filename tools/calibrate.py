@@ -26,7 +26,9 @@ def main() -> None:
     when = datetime.date.today().isoformat()
     for row in rows:
         row["paper_direction_reproduced"] = None
-        row["measured_with"] = f"{args.command or record['claim']}, {when}, commit {record['environment']['git']}"
+        git = record["environment"]["git"]
+        row["measured_with"] = (f"{args.command or record['claim']}, {when}, commit {git['commit'][:10]}"
+                                + (" + uncommitted changes" if git["dirty"] else ""))
     print(yaml.safe_dump({"tiny_expectations": rows}, sort_keys=False, width=120))
 
 

@@ -128,10 +128,11 @@ class Expectation:
 
 
 def guard_verdict(claim: str, cell: str, measured: float, statistic: str, expectations, record: dict,
-                  guard_z: float, half_floor: float, paper: str):
+                  guard_z: float, se_floor: float, paper: str):
     """PASS when `measured` lies within guard_z standard errors of the calibrated mean, where the
     standard error combines the seed spread at this run's and the calibration's number of seeds;
-    `half_floor` (e.g. half a bootstrap interval) keeps the band honest when the seed spread is 0."""
+    `se_floor` (e.g. a bootstrap interval's standard error) keeps the band honest when the seed
+    spread is 0 or smaller than the problem-sampling error."""
     from repro.claims import Verdict
 
     if record.get("sets"):
@@ -144,12 +145,20 @@ def guard_verdict(claim: str, cell: str, measured: float, statistic: str, expect
         return Verdict(claim, cell, measured, paper, (None, None), statistic, "INCONCLUSIVE",
                        "no tiny-scale calibration for this cell (configs/claims/<claim>.yaml)")
     e = match[0]
-    half = guard_z * max(float(np.sqrt(e.seed_sd ** 2 / seeds + e.seed_sd ** 2 / e.seeds)), half_floor, 1e-3)
+    half = guard_z * max(float(np.sqrt(e.seed_sd ** 2 / seeds + e.seed_sd ** 2 / e.seeds)), se_floor, 1e-3)
     band = (e.mean - half, e.mean + half)
     direction = "reproduces" if e.paper_direction_reproduced else "does NOT reproduce"
     return Verdict(claim, cell, measured, e.mean, band, statistic, "PASS" if band[0] <= measured <= band[1] else "FAIL",
                    f"tiny regression guard: calibrated {e.mean:+.4f} (seed sd {e.seed_sd:.4f}, {e.seeds} seeds; "
                    f"{e.measured_with}); the tiny world {direction} the paper here (paper: {paper})")
+
+
+def interval_se(interval: dict) -> float:
+    """The standard error a (normal-ish) bootstrap interval implies: its half-width over z."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + interval["confidence"] / 2)
+    return (interval["high"] - interval["low"]) / (2 * z)
 
 
 def restrict_to_seed(record: dict, seed: int) -> dict:

@@ -111,6 +111,15 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
             }
             entry["train_tail"] = {"ntp": _tail(entry["ntp_curve"], cfg.tail_fraction),
                                    "mstep_final": _tail(entry["mstep_curves"][-1], cfg.tail_fraction)}
+            entry["rounds"] = []  # per EM round: its M-step's training loss and its model's held-out CE
+            for k, round_dir in enumerate(rounds):
+                net = ra3_net if k == len(rounds) - 1 else AutoModelForCausalLM.from_pretrained(round_dir / "model")
+                texts_k = [x.text for x in infused] if k == len(rounds) - 1 else [
+                    x.text for x in ra3.infuse_corpus(net.eval(), tokenizer, texts, ra3_cfg,
+                                                      ra3.comment_token_ids(tokenizer),
+                                                      torch.Generator().manual_seed(seed))]
+                entry["rounds"].append({"round": k, "train_tail": _tail(entry["mstep_curves"][k], cfg.tail_fraction),
+                                        "heldout_infused_ce": _ce(text_nll(net, tokenizer, texts_k))})
             runs_.append(entry)
             log.info("mstep_loss %s seed %d: held-out CE ntp raw %.4f, ra3 infused %.4f", name, seed,
                      _ce(entry["heldout"]["ntp_raw"]), _ce(entry["heldout"]["ra3_infused"]))
@@ -166,6 +175,12 @@ def markdown_table(record: dict) -> str:
                   _ce(h["ra3_raw"]), _ce(h["ra3_expert_given_thoughts"])]
         lines.append(f"| {r['model']} | {r['seed']} | " + " | ".join(f"{v:.4f}" for v in values)
                      + f" | {r['thoughts_per_snippet']:.2f} |")
+    lines += ["", "| model | seed | EM round | M-step train loss (infused) | held-out CE of the round's model "
+              "(infused by its own policy) | NTP held-out CE (raw) |", "|" + "---|" * 6]
+    for r in record["runs"]:
+        for k in r["rounds"]:
+            lines.append(f"| {r['model']} | {r['seed']} | {k['round']} | {k['train_tail']:.4f} | "
+                         f"{k['heldout_infused_ce']:.4f} | {_ce(r['heldout']['ntp_raw']):.4f} |")
     lines += ["", f"Cross-entropy in nats per token; held-out: {record['heldout_snippets']} snippets of "
               f"{record['heldout_benchmark']} (prompt + canonical solution); training losses: mean of the last logged "
               "steps."]
@@ -198,6 +213,8 @@ def plot(record: dict, path: Path) -> None:
     right.bar(range(len(keys)), [np.mean(v) for v in values], yerr=[np.std(v) for v in values], capsize=4,
               color=["tab:gray", "tab:blue", "tab:cyan", "tab:purple"])
     right.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=8)
+    flat = [x for v in values for x in v]
+    right.set_ylim(0.95 * min(flat), 1.02 * max(flat))  # the differences, not the distance from 0, are the point
     right.set_ylabel("held-out CE (nats/token)")
     right.set_title(f"held-out {record['heldout_benchmark']} ({len(record['runs'])} run(s))", fontsize=10)
     fig.tight_layout()
@@ -221,7 +238,7 @@ def check(record: dict) -> list[Verdict]:
                      f"{interval['n_problems']} snippets, {len(mine)} seed(s)")
         if record["scale"] == "tiny":
             verdicts.append(common.guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
-                                                 record, cfg.guard_z, (interval["high"] - interval["low"]) / 2,
+                                                 record, cfg.guard_z, common.interval_se(interval),
                                                  "< 0"))
         else:
             verdicts.append(_below_zero(cell, interval, statistic))

@@ -236,7 +236,7 @@ def _best_at_default(cfg, record, model, penalties, default) -> list[Verdict]:
                      f"{cfg.confidence:.0%} bootstrap [{interval['low']:+.4f}, {interval['high']:+.4f}]")
         if record["scale"] == "tiny":
             out.append(common.guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
-                                            record, cfg.guard_z, (interval["high"] - interval["low"]) / 2,
+                                            record, cfg.guard_z, common.interval_se(interval),
                                             ">= 0"))
             continue
         if interval["high"] < 0:

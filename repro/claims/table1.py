@@ -32,13 +32,15 @@ Checks (`check`):
 - tiny: there is no paper number; the differences are checked against expectations calibrated from
   real runs (configs/claims/table1.yaml: mean and seed spread of each difference, the command that
   measured them), band = mean +- guard_z * max(sqrt(sd^2 / seeds + sd^2 / calibration seeds),
-  half the bootstrap interval) (`common.guard_verdict`). Each says whether the tiny world
+  the bootstrap interval's standard error) (`common.guard_verdict`). Each says whether the tiny world
   reproduces the paper's direction.
 """
 
 import csv
 import dataclasses
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -97,11 +99,17 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    rows, outcome_files, used, data_sha256 = [], {}, {}, {}
+    rows, outcome_files, used, data_sha256, diagnostics = [], {}, {}, {}, {}
     for name, base in common.base_models(scale, root):
         for seed in seeds:
             models = {"base": base, "ntp": str(stages.ntp_stage(scale, base, root, seed=seed)),
                       "ra3": str(stages.ra3_stage(scale, base, root, seed=seed))}
+            ra3_dir = Path(models["ra3"]).parent.parent  # its E-step curves and thought diagnostics travel along
+            for name_in, name_out in (("estep.png", f"estep_{name}_s{seed}.png"),
+                                      ("examples.md", f"thoughts_{name}_s{seed}.md")):
+                if (ra3_dir / name_in).exists():
+                    shutil.copyfile(ra3_dir / name_in, out_dir / name_out)
+            diagnostics[f"{name}/s{seed}"] = json.loads((ra3_dir / "diagnostics.json").read_text())["rounds"]
             generation = dataclasses.replace(scale.generation, seed=seed)
             for method, model in models.items():
                 used[f"{name}/{method}/s{seed}"] = model
@@ -118,7 +126,7 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
     cells = aggregate(rows, scale.benchmarks)
     record = {**common.record_fields(CLAIM, scale, seeds, sets), "benchmarks": list(scale.benchmarks),
               "rows": rows, "cells": cells, "outcome_files": outcome_files, "stages": used,
-              "data_sha256": data_sha256,
+              "data_sha256": data_sha256, "ra3_diagnostics": diagnostics,
               "paper": [r for r in paper_rows() if r["model"] in {c["model"] for c in cells}],
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"table1": markdown_table(record)}
@@ -162,10 +170,12 @@ def _paper_value(record: dict, model: str, method: str, benchmark: str, metric: 
 
 
 def markdown_table(record: dict) -> str:
-    """Rows: model x method; columns: pass@1 per benchmark, then the average pass@1 and pass@5 over
-    benchmarks; each cell `ours +- se` in points, with the paper's value beside it where it has one."""
+    """Rows: model x method; columns: pass@1 then pass@5 per benchmark, then the average pass@1 and
+    pass@5 over benchmarks (the paper's layout has pass@1 per benchmark and both averages); each cell
+    `ours +- se` in points, with the paper's value beside it where it has one."""
     benchmarks = record["benchmarks"]
-    columns = [(b, "pass@1") for b in benchmarks] + [(AVERAGE, "pass@1"), (AVERAGE, "pass@5")]
+    columns = ([(b, "pass@1") for b in benchmarks] + [(b, "pass@5") for b in benchmarks]
+               + [(AVERAGE, "pass@1"), (AVERAGE, "pass@5")])
     head = ["model", "method"] + [f"{b} {m}" if b != AVERAGE else f"avg {m}" for b, m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     cells = {(c["model"], c["method"], c["benchmark"], c["metric"]): c for c in record["cells"]}
@@ -236,7 +246,7 @@ def _difference_verdict(record, cfg: Table1Config, cell: str, first: str, second
     measured = interval["mean"]
     if record["scale"] == "tiny":
         return common.guard_verdict(CLAIM, cell, measured, statistic, cfg.tiny_expectations, record,
-                                    cfg.guard_z, (interval["high"] - interval["low"]) / 2,
+                                    cfg.guard_z, common.interval_se(interval),
                                     f"{first.upper()} > {second.upper()}")
     paper = _paper_difference(record, model, first, second, benchmark)
     if paper is None:

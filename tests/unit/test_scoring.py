@@ -103,7 +103,7 @@ def test_mbpp_scores_base_inputs_only(config, tmp_path):
 def test_ground_truth_is_cached_by_data_hash(config, tmp_path):
     benchmark = data.load_benchmark("mbpp", config, MBPP_PLUS)
     first = evaluate.evalplus_groundtruth(benchmark, "base", config.sandbox)
-    assert (evaluate.GROUNDTRUTH_CACHE / f"{benchmark.sha256}-base.json").exists()
+    assert (data.data_dir() / "evalplus-groundtruth" / f"{benchmark.sha256}-base.json").exists()
     assert evaluate.evalplus_groundtruth(benchmark, "base", config.sandbox) == first
 
 

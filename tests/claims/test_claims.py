@@ -1,0 +1,80 @@
+"""Every claim's check() on real records; mutations of a record must move or fail the verdicts."""
+
+import json
+import shutil
+
+import pytest
+
+from repro import cli
+from repro.claims import load_record, module
+from repro.claims.table1 import per_task
+from repro.stats import paired_bootstrap
+
+
+@pytest.mark.parametrize("claim", ["table1", "mstep_loss", "penalty_ablation"])
+def test_tiny_claims_pass_their_checks(tiny_runs, claim):
+    record = load_record(tiny_runs / claim)
+    verdicts = module(claim).check(record)
+    assert verdicts and all(v.claim == claim for v in verdicts)
+    failed = [f"{v.cell}: {v.measured} not in {v.band} ({v.reason})" for v in verdicts if v.status == "FAIL"]
+    assert not failed
+    if claim == "table1":  # calibrated guards decide every paired difference at the shipped settings
+        assert all(v.status == "PASS" for v in verdicts)
+    if claim == "penalty_ablation":  # the mechanism is decided even on the shortened schedule
+        assert any(v.cell.endswith("think rate falls as c grows") and v.status == "PASS" for v in verdicts)
+
+
+def test_verify_reads_a_directory_of_runs_and_exits_0(tiny_runs, capsys):
+    assert cli.main(["verify", str(tiny_runs)]) == 0
+    out = capsys.readouterr().out
+    assert "table1" in out and "mstep_loss" in out and "0 failed" in out
+
+
+def _copy(tiny_runs, tmp_path):
+    dest = tmp_path / "table1"
+    shutil.copytree(tiny_runs / "table1", dest)
+    return dest
+
+
+def test_swapping_ra3_and_ntp_fails_verify(tiny_runs, tmp_path, capsys):
+    run = _copy(tiny_runs, tmp_path)
+    record = json.loads((run / "record.json").read_text())
+    files = record["outcome_files"]
+    for label in [k for k in files if "/ra3/" in k]:
+        other = label.replace("/ra3/", "/ntp/")
+        files[label], files[other] = files[other], files[label]
+    (run / "record.json").write_text(json.dumps(record))
+    assert cli.main(["verify", str(run)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_flipping_one_outcome_moves_the_paired_interval(tiny_runs, tmp_path):
+    run = _copy(tiny_runs, tmp_path)
+    record = load_record(run)
+    _, ra3 = per_task(record, "tiny", "ra3", "tiny-heldout")
+    _, ntp = per_task(record, "tiny", "ntp", "tiny-heldout")
+    before = paired_bootstrap(ra3, ntp)
+    path = run / record["outcome_files"]["tiny/ra3/s0/tiny-heldout"]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["passed"] = not rows[0]["passed"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mutated = load_record(run)
+    _, ra3_after = per_task(mutated, "tiny", "ra3", "tiny-heldout")
+    after = paired_bootstrap(ra3_after, ntp)
+    assert after["mean"] != before["mean"] and (after["low"], after["high"]) != (before["low"], before["high"])
+
+
+def test_report_renders_the_tiny_runs(tiny_runs, tmp_path):
+    assert cli.main(["report", str(tiny_runs), "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "table1" in html and "mstep_loss" in html and "data:image/png;base64," in html
+
+
+def test_small_or_paper_results_pass_their_checks(results_dir):
+    runs = sorted(p.parent for p in results_dir.glob("*/record.json"))
+    assert runs, f"{results_dir} holds no claim runs (*/record.json)"
+    for run in runs:
+        record = load_record(run)
+        assert record["scale"] in ("small", "paper"), f"{run}: a {record['scale']} run"
+        failed = [v for v in module(record["claim"]).check(record) if v.status == "FAIL"]
+        assert not failed, f"{run}: " + "; ".join(f"{v.cell} ({v.reason})" for v in failed)

