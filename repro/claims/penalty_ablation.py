@@ -18,7 +18,9 @@ paper's "steps needing a full rollout"), the mean thought length in tokens, line
 thoughts per snippet of the final infused corpus, and pass@1 on the ablation benchmarks.
 
 Checks:
-- Ordering (the mechanism, at every scale): the think rate falls as c grows, per seed.
+- Ordering (the mechanism, at every scale): the think rate falls as c grows, per seed, each step
+  by more than 2 standard errors of the E-step's sampling noise (the spread of the last steps);
+  INCONCLUSIVE when a step is within the noise.
 - small/paper: the paper's thresholds at c=0.05 (thought length < 6 tokens, rollout share < 40%),
   c=0.05 scoring at least as well as c=0.01 and c=0.2 (paired bootstrap over problems).
 - tiny: the thresholds are the paper's numbers for real Python; tiny-world intents are 5-10 tokens,
@@ -122,6 +124,12 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
     return record
 
 
+def _tail_se(curve: list[dict], tail_steps: int) -> float:
+    """Standard error of the mean think rate over the last `tail_steps` E-step steps."""
+    values = [r["think_rate"] for r in curve[-tail_steps:]]
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("inf")
+
+
 def _mean(rows: list[dict], key: str) -> float | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     return float(np.mean(values)) if values else None
@@ -189,14 +197,23 @@ def check(record: dict) -> list[Verdict]:
     for model in dict.fromkeys(e["model"] for e in record["entries"]):
         rows = {(e["seed"], e.get("penalty")): e for e in record["entries"] if e["model"] == model}
         rates = {c: [rows[s, c]["think_rate"] for s in record["seeds"]] for c in penalties}
-        ordered = all(rates[a][i] > rates[b][i] for a, b in zip(penalties, penalties[1:], strict=False)
-                      for i in range(len(record["seeds"])))
+        # Each think rate is a mean over the final round's last E-step steps; their spread gives its
+        # standard error, so that a difference within sampling noise is not read as an ordering.
+        ses = {c: [_tail_se(rows[s, c]["estep"], cfg.tail_steps) for s in record["seeds"]] for c in penalties}
+        margins = [(rates[a][i] - rates[b][i]) / max(np.hypot(ses[a][i], ses[b][i]), 1e-9)
+                   for a, b in zip(penalties, penalties[1:], strict=False) for i in range(len(record["seeds"]))]
         means = [float(np.mean(rates[c])) for c in penalties]
+        if all(m > 2 for m in margins):
+            status, why = "PASS", "decreasing in c for every seed, each step by more than 2 standard errors"
+        elif any(m < -2 for m in margins):
+            status, why = "FAIL", "increasing in c for some seed by more than 2 standard errors"
+        else:
+            status, why = "INCONCLUSIVE", ("some step between penalties is within 2 standard errors of the E-step's "
+                                           "sampling noise")
         verdicts.append(Verdict(
             CLAIM, f"{model} think rate falls as c grows", means[0] - means[-1], "> 0", (0.0, None),
-            "think rate at c=" + ", ".join(f"{c:g}: {m:.3f}" for c, m in zip(penalties, means, strict=True)),
-            "PASS" if ordered else "FAIL",
-            "strictly decreasing in c for every seed" if ordered else "not decreasing in c for some seed"))
+            "think rate at c=" + ", ".join(f"{c:g}: {m:.3f}" for c, m in zip(penalties, means, strict=True))
+            + "; smallest step / se: " + f"{min(margins):+.1f}", status, why))
         if default not in penalties:
             continue
         for key, limit in (("thought_tokens", cfg.max_thought_tokens_at_default),

@@ -15,8 +15,11 @@ from repro.claims import common, load_record, module
 TINY_SEEDS = [0]
 # The penalty ablation trains three RA3 models: a shortened schedule keeps it to a few minutes. With
 # --set, its tiny guards report INCONCLUSIVE (they hold for the shipped settings); the ordering
-# check (think rate falls as c grows) is still decided.
+# check (think rate falls as c grows) runs and reports within-noise steps as INCONCLUSIVE.
 PENALTY_SMOKE = ("ntp.max_steps=50", "ra3.rounds=1", "ra3.estep_steps=4", "generation.n=1")
+# RLVR curves from table1's cached inits: 4 GRPO steps, curve points every 2 on 40 held-out tasks (with one
+# seed every curve verdict is INCONCLUSIVE; the run, record, evidence and check are what is tested).
+RLVR_SMOKE = ("rlvr.max_steps=4", "rlvr.eval_every=2", "rlvr.eval_tasks=40")
 
 
 def _run(claim: str, out: Path, sets=()) -> dict:
@@ -28,11 +31,12 @@ def _run(claim: str, out: Path, sets=()) -> dict:
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory) -> Path:
     """A directory of tiny claim runs: table1 and mstep_loss with the shipped settings, the penalty
-    ablation shortened."""
+    ablation and the RLVR curves shortened."""
     root = tmp_path_factory.mktemp("claims")
     _run("table1", root / "table1")
     _run("mstep_loss", root / "mstep_loss")
     _run("penalty_ablation", root / "penalty_ablation", PENALTY_SMOKE)
+    _run("rlvr_curves", root / "rlvr_curves", RLVR_SMOKE)
     return root
 
 
