@@ -24,6 +24,7 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
     """The scale's config with overrides `section.key=value` (value parsed as YAML), e.g.
     `ra3.rounds=1` or `generation.n=2`: a quick look at a claim without editing the YAML."""
     scale = load_scale(name)
+    changes: dict[str, dict[str, Any]] = {}  # section -> {key: value}, applied together: keys can depend on each other
     for item in sets:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
@@ -42,10 +43,13 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
         if old is not None and value is not None and not isinstance(value, type(old)) and not (
                 isinstance(old, float) and isinstance(value, int)):
             raise ConfigError(f"--set {item!r}: {section}.{field} takes a {type(old).__name__}, got {raw!r}")
+        changes.setdefault(section, {})[field] = value
+    for section, values in changes.items():
         try:
-            scale = dataclasses.replace(scale, **{section: dataclasses.replace(current, **{field: value})})
+            scale = dataclasses.replace(scale, **{section: dataclasses.replace(getattr(scale, section), **values)})
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"--set {item!r}: {exc}") from None
+            shown = " ".join(f"{section}.{k}={v}" for k, v in values.items())
+            raise ConfigError(f"--set {shown}: {exc}") from None
     return scale
 
 

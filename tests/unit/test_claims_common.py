@@ -14,6 +14,9 @@ def test_set_overrides_change_one_value_and_reject_unknown_keys():
     scale = common.resolve_scale("tiny", ["ra3.rounds=1", "generation.temperature=1"])
     assert scale.ra3.rounds == 1 and scale.generation.temperature == 1.0
     assert common.resolve_scale("tiny").ra3.rounds != 1
+    # keys of one section apply together, so values that must agree can change together
+    rlvr = common.resolve_scale("tiny", ["rlvr.max_steps=4", "rlvr.eval_every=2"]).rlvr
+    assert (rlvr.max_steps, rlvr.eval_every) == (4, 2)
     for bad, message in (("ra3.roundz=1", "has no key 'roundz'"), ("nope.x=1", "unknown section 'nope'"),
                          ("ra3.rounds", "expected section.key=value"), ("ra3.rounds=two", "takes a int")):
         with pytest.raises(ConfigError, match=message):
