@@ -144,15 +144,9 @@ def cmd_theory(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Re-check a run from its record and outcome files: one line per check, exit 1 if any fails.
     A directory of claim runs (RUN_DIR/<name>/record.json) is checked run by run."""
-    from repro.claims import load_record, module
+    from repro.report import find_runs  # the discovery and record checks `report` uses
 
-    run_dir = Path(args.run_dir)
-    runs_ = [run_dir] if (run_dir / "record.json").exists() or not run_dir.is_dir() else sorted(
-        p.parent for p in run_dir.glob("*/record.json"))
-    verdicts = []
-    for path in runs_ or [run_dir]:
-        record = load_record(path)
-        verdicts += module(record["claim"]).check(record)
+    verdicts = [v for run in find_runs(Path(args.run_dir)) for v in run.verdicts]
     return _print_verdicts(verdicts)
 
 
@@ -193,6 +187,7 @@ def _claim_of(record_file: Path) -> str | None:
 def cmd_list(args: argparse.Namespace) -> int:
     """Each claim: its id, the claim's first line, its cost per scale, and the last run's verdicts."""
     from repro.claims import CLAIMS, load_record, module
+    from repro.report import counts as report_counts
     from repro.runs import RUNS_ROOT
 
     for claim in CLAIMS:
@@ -204,7 +199,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if records:
             try:
                 verdicts = mod.check(load_record(records[-1].parent))
-                counts = {s: sum(v.status == s for v in verdicts) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+                counts = report_counts(verdicts)
                 status = f"last run {records[-1].parent}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
             except (ConfigError, DataError, KeyError) as exc:
                 status = f"last run {records[-1].parent}: unreadable ({exc})"
@@ -225,10 +220,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _print_verdicts(verdicts) -> int:
+    from repro.report import counts as report_counts
+
     for v in verdicts:
         print(f"{v.status:12s} {v.claim} | {v.cell} | measured {v.measured} | reference {v.reference} | "
               f"band {v.band} | {v.statistic} | {v.reason}")
-    counts = {s: sum(v.status == s for v in verdicts) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+    counts = report_counts(verdicts)
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive")
     return 1 if counts["FAIL"] else 0
 
