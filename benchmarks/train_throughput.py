@@ -1,7 +1,7 @@
 """Tiny pretraining throughput: tokens/s of the real training loop and its share of matmul peak.
 
 Measures, in one run on this machine: the fp32 and bf16 matmul peak (square matmuls with all
-usable threads), then `repro.ntp.train_causal_lm` with the tiny scale's model and training
+usable threads), then `repro.train.ntp.train_causal_lm` with the tiny scale's model and training
 settings on code-like text for a few dozen steps. Achieved FLOP/s counts 6 x parameters per
 token plus attention's 12 x layers x hidden x sequence (Kaplan et al. 2020; PaLM appendix B).
 The issue's target: at least 25% of peak (training runs in fp32 on CPUs, so fp32 is the peak that
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from repro.ntp import train_causal_lm
-from repro.pretrain import init_model, train_tokenizer
-from repro.scale import load_scale
+from repro.core.scale import load_scale
+from repro.train.ntp import train_causal_lm
+from repro.train.pretrain import init_model, train_tokenizer
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 1024, seconds: float = 2.0) -> float:

@@ -40,13 +40,14 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from repro.config import ConfigError
-from repro.data import DataError, EvalConfig, benchmark_config, data_dir, iter_jsonl, resolve_path, sha256_of
-
-if TYPE_CHECKING:  # repro.scale imports torch: `--cache` must not wait for it
-    from repro.scale import CorpusSpec, ScaleConfig
+from repro.core.config import ConfigError
+from repro.core.eval_config import EvalConfig
+from repro.core.files import DataError, atomic_write, data_dir, iter_jsonl, sha256_of
+from repro.core.hub import cached_snapshot, hub_cache, offline
+from repro.core.scale import CorpusSpec, ScaleConfig
+from repro.eval.benchmarks import benchmark_config, resolve_path
 
 log = logging.getLogger(__name__)
 
@@ -58,37 +59,11 @@ CORPUS_SUFFIXES = (".parquet", ".jsonl", ".json")
 """Data files of a corpus directory, as repro.corpus reads them."""
 
 
-def offline() -> bool:
-    """HF_HUB_OFFLINE, read now (huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-
-
-def cache_env(cache: Path) -> dict[str, str]:
-    """The environment that makes the hub, `datasets`, EvalPlus and this suite use `cache`."""
-    cache = Path(cache).resolve()
-    return {"XDG_CACHE_HOME": str(cache), "HF_HOME": str(cache / "huggingface"),
-            "HF_HUB_CACHE": str(cache / "huggingface" / "hub"),
-            "HF_DATASETS_CACHE": str(cache / "huggingface" / "datasets"), "RA3_DATA_DIR": str(cache / "ra3-repro")}
-
-
-def use_cache(cache: Path) -> None:
-    """Point this process at `cache`; call it before huggingface_hub, datasets or evalplus are imported."""
-    os.environ.update(cache_env(cache))
-
-
-def hub_cache() -> Path:
-    """The hub cache as huggingface_hub resolves it, read now."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
-    return Path(home) / "hub"
-
-
 def manifest_path(scale: str) -> Path:
     return data_dir() / "fetch" / f"{scale}.json"
 
 
-def fetch(scale: "ScaleConfig", eval_config: EvalConfig, only: tuple[str, ...] = ()) -> dict[str, Any]:
+def fetch(scale: ScaleConfig, eval_config: EvalConfig, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Fetch and verify every artifact of `scale`, or those whose kind or name is in `only`; write and
     return the manifest. Every artifact is tried; a DataError at the end names all that failed (and the
     manifest is not written)."""
@@ -120,13 +95,11 @@ def fetch(scale: "ScaleConfig", eval_config: EvalConfig, only: tuple[str, ...] =
     manifest = {"scale": scale.name, "only": list(only), "offline": offline(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "hub_cache": str(hub_cache()),
                 "data_dir": str(data_dir()), "artifacts": entries}
-    from repro.evaluate import atomic_write
-
     atomic_write(manifest_path(scale.name), json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
-def plan(scale: "ScaleConfig", eval_config: EvalConfig) -> list[tuple[str, str, Callable[[], dict]]]:
+def plan(scale: ScaleConfig, eval_config: EvalConfig) -> list[tuple[str, str, Callable[[], dict]]]:
     """(kind, name, fetch-and-verify) for each artifact of the scale, in download order."""
     steps: list[tuple[str, str, Callable[[], dict]]] = []
     for model in scale.models:
@@ -143,7 +116,7 @@ def plan(scale: "ScaleConfig", eval_config: EvalConfig) -> list[tuple[str, str, 
     return steps
 
 
-def rlvr_artifacts(scale: "ScaleConfig") -> list[tuple[str, str, Callable[[], dict]]]:
+def rlvr_artifacts(scale: ScaleConfig) -> list[tuple[str, str, Callable[[], dict]]]:
     """The RLVR training set (AReaL-boba-2-RL-Code) of a scale whose `rlvr` block names a hub dataset
     (`train_data`); the tiny scale trains on a benchmark built here."""
     data = scale.rlvr.train_data if scale.rlvr is not None else None
@@ -193,15 +166,6 @@ def _snapshot(repo: str, repo_type: str, revision: str, patterns, skip=()) -> Pa
         raise DataError(f"{repo}@{revision}: download failed ({type(exc).__name__}: {exc})") from None
 
 
-def cached_snapshot(repo: str, repo_type: str, revision: str) -> Path:
-    """The hub cache's folder of `repo` at `revision`, without the network; DataError if it was never fetched."""
-    path = hub_cache() / f"{repo_type}s--{repo.replace('/', '--')}" / "snapshots" / revision
-    if not path.is_dir():
-        raise DataError(f"{repo}@{revision} is not in the hub cache {hub_cache()}; fetch it first "
-                        "(`ra3-repro fetch --scale S --cache DIR`, then run with `--cache DIR`)")
-    return path
-
-
 def verify_files(snapshot: Path, names: tuple[str, ...], label: str) -> tuple[list[dict], list[str]]:
     """(size and sha256 of each good file, a description of each bad one). A bad file's blob is renamed
     `*.corrupt` and its link removed, so that nothing loads it."""
@@ -238,9 +202,9 @@ def _digests(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def fetch_corpus(spec: "CorpusSpec") -> dict[str, Any]:
+def fetch_corpus(spec: CorpusSpec) -> dict[str, Any]:
     """The corpus's data files in name order, up to the one by which `max_snippets` snippets have been read."""
-    from repro.corpus import MAX_CHARS, _rejection
+    from repro.train.corpus import MAX_CHARS, rejection
 
     label = f"{spec.dataset}@{spec.revision}"
     prefix = f"{spec.data_dir}/" if spec.data_dir else ""
@@ -260,7 +224,7 @@ def fetch_corpus(spec: "CorpusSpec") -> dict[str, Any]:
         entry = fetch_hub(spec.dataset, "dataset", spec.revision, (shard,), names=(shard,))
         files += entry["files"]
         path = Path(entry["snapshot"]) / shard
-        snippets += sum(_rejection(text, MAX_CHARS) is None for text in _texts(path, spec.text_field))
+        snippets += sum(rejection(text, MAX_CHARS) is None for text in _texts(path, spec.text_field))
         if snippets >= spec.max_snippets:
             break
     log.info("%s: %d shard(s) of %d hold %d snippets (max_snippets %d)", label, len(files), len(shards),

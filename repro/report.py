@@ -25,17 +25,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from repro import __version__
-from repro.claims import STATUSES, load_record, module
-from repro.config import ConfigError
-from repro.data import DataError
-from repro.evaluate import atomic_write
+from repro.claims import module
+from repro.claims.record import load_record
+from repro.claims.verdicts import STATUSES, counts, overall
+from repro.core.config import ConfigError
+from repro.core.files import DataError, atomic_write
 
 log = logging.getLogger(__name__)
-
-REQUIRED = {"claim": str, "config": dict, "config_hash": str, "seeds": list, "environment": dict}
-OPTIONAL = {"scale": str, "seconds": (int, float), "tables": dict, "data_sha256": dict, "links": dict,
-            "outcome_files": dict, "stages": dict, "notes": list}
-
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -51,33 +47,12 @@ class Run:
     """(label, path inside the run directory, exists): the record, outcome and sample files, the record's `links`."""
 
 
-def _validate(record: dict, path: Path) -> None:
-    """The record contract (module docstring): required keys and the types of the optional ones."""
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind):
-            raise DataError(f"{path}: expected `{key}` to be a {kind.__name__}, got {record.get(key)!r:.80}")
-    for key, kind in OPTIONAL.items():
-        if key in record and not isinstance(record[key], kind):
-            raise DataError(f"{path}: expected optional `{key}` to be a {getattr(kind, '__name__', 'number')}, "
-                            f"got {record[key]!r:.80}")
-    for key in ("tables", "data_sha256", "links", "outcome_files", "stages"):
-        if not all(isinstance(v, str) for v in record.get(key, {}).values()):
-            raise DataError(f"{path}: expected `{key}` to map names to strings")
-    if not all(isinstance(note, str) for note in record.get("notes", [])):
-        raise DataError(f"{path}: expected `notes` to be a list of strings")
-    for key in ("links", "outcome_files"):
-        for label, link in record.get(key, {}).items():
-            if Path(link).is_absolute() or ".." in Path(link).parts:
-                raise DataError(f"{path}: {key}.{label} = {link!r}: expected a path inside the run directory")
-
-
 def load_run(run_dir: Path) -> Run:
     """A run's record (with the outcomes it links, as `verify` reads it), its verdicts from its claim's
     `check`, its plots and its per-sample files."""
     path = Path(run_dir) / "record.json"
-    record = load_record(run_dir)
-    claim = module(record["claim"])  # an unknown claim id first: the ConfigError names the valid ones
-    _validate(record, path)
+    record = load_record(run_dir)  # checked against the record's schema (repro/claims/record.py)
+    claim = module(record["claim"])
     try:
         verdicts = claim.check(record)
     except ConfigError as exc:
@@ -116,16 +91,6 @@ def find_runs(run_dir: Path) -> list[Run]:
         raise DataError(f"{run_dir}: expected record.json there or in its subdirectories (a finished claim run, "
                         "or a directory of them); found neither")
     return [load_run(child) for child in children]
-
-
-def counts(verdicts: list) -> dict[str, int]:
-    return {status: sum(v.status == status for v in verdicts) for status in STATUSES}
-
-
-def overall(verdicts: list) -> str:
-    """FAIL if any check failed, else INCONCLUSIVE if any was (or there were none), else PASS."""
-    n = counts(verdicts)
-    return "FAIL" if n["FAIL"] else "INCONCLUSIVE" if n["INCONCLUSIVE"] or not verdicts else "PASS"
 
 
 def _number(value) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repro.data import EVAL_CONFIG, load_eval_config
+from repro.core.eval_config import EVAL_CONFIG
+from repro.eval.benchmarks import load_eval_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # Benchmarks whose real files are pinned by sha256; the fixtures in their schemas are not them.

@@ -10,7 +10,9 @@ import datetime
 
 import yaml
 
-from repro.claims import common, load_record, module
+from repro.claims import module
+from repro.claims.record import load_record
+from repro.claims.verdicts import calibrate
 
 
 def main() -> None:
@@ -22,7 +24,7 @@ def main() -> None:
     if record["scale"] != "tiny" or len(record["seeds"]) < 3:
         raise SystemExit(f"{args.run_dir}: calibrate from a tiny run with at least 3 seeds "
                          f"(got scale {record['scale']}, seeds {record['seeds']})")
-    rows = common.calibrate(module(record["claim"]).check, record)
+    rows = calibrate(module(record["claim"]).check, record)
     when = datetime.date.today().isoformat()
     for row in rows:
         row["paper_direction_reproduced"] = None

@@ -33,12 +33,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from repro.claims import Verdict, common
-from repro.config import CONFIG_DIR, ConfigError, load
-from repro.scale import ScaleConfig
-from repro.stats import paired_bootstrap
+from repro.claims.record import record_fields, verdict_mode, write_record
+from repro.claims.verdicts import Expectation, Verdict, guard_verdict, interval_se, side_of_zero
+from repro.core.config import CONFIG_DIR, ConfigError, load
+from repro.core.files import atomic_write
+from repro.core.scale import ScaleConfig
+from repro.core.stats import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -60,43 +61,49 @@ class MstepLossConfig:
     confidence: float
     guard_z: float
     """Tiny regression guards: width in standard errors."""
-    tiny_expectations: tuple[common.Expectation, ...] = ()
+    tiny_expectations: tuple[Expectation, ...] = ()
 
 
 def load_config(path: Path | None = None) -> MstepLossConfig:
     return load(MstepLossConfig, path or CONFIG)
 
 
-def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
         root: Path | None = None) -> dict:
+    """Default seeds: [0]."""
+    import torch  # the training stack: only when running, so `check` stays light
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from repro import data, ra3, stages
-    from repro.ntp import text_nll
+    from repro import pipeline
+    from repro.eval import benchmarks
+    from repro.train.ntp import text_nll
+    from repro.train.ra3.em import infuse_corpus
+    from repro.train.ra3.thoughts import comment_token_ids
 
+    seeds = seeds or [0]
     cfg = load_config()
     if scale.name not in cfg.heldout:
         raise ConfigError(f"{CONFIG}: `heldout` has no benchmark for scale {scale.name}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    benchmark = data.load_benchmark(cfg.heldout[scale.name], data.load_eval_config())
+    benchmark = benchmarks.load_benchmark(cfg.heldout[scale.name], benchmarks.load_eval_config())
     tasks = list(benchmark.tasks.values())[: cfg.heldout_snippets]
     texts = [t["prompt"] + t["canonical_solution"] for t in tasks]
     runs_, used = [], {}
-    for name, base in common.base_models(scale, root):
+    for name, base in pipeline.base_models(scale, root):
         for seed in seeds:
-            ntp_model = stages.ntp_stage(scale, base, root, seed=seed)
-            ra3_model = stages.ra3_stage(scale, base, root, seed=seed)
-            ra3_dir = ra3_model.parent.parent
+            ntp_model = pipeline.ntp_stage(scale, base, root, seed=seed)
+            ra3_dir = pipeline.ra3_stage(scale, base, root, seed=seed)
+            ra3_model = pipeline.ra3_model(ra3_dir)
             used[f"{name}/ntp/s{seed}"], used[f"{name}/ra3/s{seed}"] = str(ntp_model), str(ra3_model)
             tokenizer = AutoTokenizer.from_pretrained(ra3_model)
             ntp_net = AutoModelForCausalLM.from_pretrained(ntp_model)
             ra3_net = AutoModelForCausalLM.from_pretrained(ra3_model).eval()
-            ra3_cfg, _ = stages.ra3_settings(scale, seed)
-            infused = ra3.infuse_corpus(ra3_net, tokenizer, texts, ra3_cfg, ra3.comment_token_ids(tokenizer),
+            ra3_cfg, _ = pipeline.ra3_settings(scale, seed)
+            infused = infuse_corpus(ra3_net, tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
                                         torch.Generator().manual_seed(seed))
-            rounds = sorted(ra3_dir.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+            rounds = pipeline.ra3_rounds(ra3_dir)
             entry = {
                 "model": name, "seed": seed,
                 "ntp_curve": _curve(ntp_model.parent / "metrics.jsonl"),
@@ -115,22 +122,19 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
             for k, round_dir in enumerate(rounds):
                 net = ra3_net if k == len(rounds) - 1 else AutoModelForCausalLM.from_pretrained(round_dir / "model")
                 texts_k = [x.text for x in infused] if k == len(rounds) - 1 else [
-                    x.text for x in ra3.infuse_corpus(net.eval(), tokenizer, texts, ra3_cfg,
-                                                      ra3.comment_token_ids(tokenizer),
-                                                      torch.Generator().manual_seed(seed))]
+                    x.text for x in infuse_corpus(net.eval(), tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
+                                                  torch.Generator().manual_seed(seed))]
                 entry["rounds"].append({"round": k, "train_tail": _tail(entry["mstep_curves"][k], cfg.tail_fraction),
                                         "heldout_infused_ce": _ce(text_nll(net, tokenizer, texts_k))})
             runs_.append(entry)
             log.info("mstep_loss %s seed %d: held-out CE ntp raw %.4f, ra3 infused %.4f", name, seed,
                      _ce(entry["heldout"]["ntp_raw"]), _ce(entry["heldout"]["ra3_infused"]))
-    record = {**common.record_fields(CLAIM, scale, seeds, sets), "heldout_benchmark": benchmark.name,
+    record = {**record_fields(CLAIM, scale, seeds, sets), "heldout_benchmark": benchmark.name,
               "data_sha256": {benchmark.name: benchmark.sha256}, "heldout_snippets": len(texts),
               "runs": runs_, "stages": used, "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"mstep_loss": markdown_table(record)}
-    record = common.write_record(out_dir, record)
+    record = write_record(out_dir, record)
     plot(record, out_dir / "mstep_loss.png")
-    from repro.evaluate import atomic_write
-
     atomic_write(out_dir / "mstep_loss.md", "# M-step loss vs NTP loss\n\n" + record["tables"]["mstep_loss"] + "\n")
     return record
 
@@ -151,14 +155,17 @@ def _ce(pairs) -> float:
 
 def _expert_nll(model, tokenizer, infused) -> list[tuple[float, int]]:
     """NLL of the expert tokens only (segments' tokens, thoughts excluded), each snippet on its own."""
-    from repro import ra3
+    import torch
+
+    from repro.train.ra3.scoring import score_samples
+    from repro.train.ra3.thoughts import comment_token_ids
 
     out = []
-    comment_ids = ra3.comment_token_ids(tokenizer)
+    comment_ids = comment_token_ids(tokenizer)
     for sample in infused:
         n_segments = max(sample.owner) + 1
         with torch.no_grad():
-            scored = ra3.score_samples(model, tokenizer, [sample], [n_segments], comment_ids, 1.0)[0]
+            scored = score_samples(model, tokenizer, [sample], [n_segments], comment_ids, 1.0)[0]
         offsets = tokenizer(sample.text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
         tokens = sum(1 for _, end in offsets[1:] if sample.owner[end - 1] >= 0)
         out.append((-float(scored.line_logp.sum()), tokens))
@@ -236,17 +243,16 @@ def check(record: dict) -> list[Verdict]:
         cell = f"{model} held-out CE: RA3 infused - NTP raw"
         statistic = (f"per-snippet CE difference (nats/token), {cfg.confidence:.0%} bootstrap over "
                      f"{interval['n_problems']} snippets, {len(mine)} seed(s)")
-        if record["scale"] == "tiny":
-            verdicts.append(common.guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
-                                                 record, cfg.guard_z, common.interval_se(interval),
-                                                 "< 0"))
+        if verdict_mode(record) == "calibrated":
+            verdicts.append(guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
+                                          record, cfg.guard_z, interval_se(interval), "< 0"))
         else:
             verdicts.append(_below_zero(cell, interval, statistic))
         tails = np.array([r["train_tail"]["mstep_final"] - r["train_tail"]["ntp"] for r in mine])
         cell = f"{model} training loss: M-step (final round) - NTP"
-        if record["scale"] == "tiny":
-            verdicts.append(common.guard_verdict(CLAIM, cell, float(tails.mean()), f"{len(tails)} seed(s)",
-                                                 cfg.tiny_expectations, record, cfg.guard_z, 0.0, "< 0"))
+        if verdict_mode(record) == "calibrated":
+            verdicts.append(guard_verdict(CLAIM, cell, float(tails.mean()), f"{len(tails)} seed(s)",
+                                          cfg.tiny_expectations, record, cfg.guard_z, 0.0, "< 0"))
         elif len(tails) < 3:
             verdicts.append(Verdict(CLAIM, cell, float(tails.mean()), "< 0", (None, 0.0), f"{len(tails)} seed(s)",
                                     "INCONCLUSIVE", "fewer than 3 seeds: no interval over seeds"))
@@ -260,11 +266,9 @@ def check(record: dict) -> list[Verdict]:
 
 def _below_zero(cell: str, interval: dict, statistic: str) -> Verdict:
     low, high = interval["low"], interval["high"]
-    if high < 0:
-        status, why = "PASS", "the interval lies below 0: infused-data loss is lower, as the paper reports"
-    elif low > 0:
-        status, why = "FAIL", "the interval lies above 0: infused-data loss is higher than NTP's"
-    else:
-        status, why = "INCONCLUSIVE", "the interval covers 0"
+    status = side_of_zero(low, high, -1)
+    why = {"PASS": "the interval lies below 0: infused-data loss is lower, as the paper reports",
+           "FAIL": "the interval lies above 0: infused-data loss is higher than NTP's",
+           "INCONCLUSIVE": "the interval covers 0"}[status]
     return Verdict(CLAIM, cell, interval["mean"], "< 0", (None, 0.0), f"{statistic} [{low:+.4f}, {high:+.4f}]",
                    status, why)

@@ -44,10 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims import Verdict, common
-from repro.config import CONFIG_DIR, ConfigError, from_dict, load
-from repro.scale import ScaleConfig
-from repro.stats import area_under_curve, seed_interval, steps_to_threshold
+from repro.claims.record import record_fields, write_record
+from repro.claims.verdicts import Verdict, side_of_zero
+from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
+from repro.core.files import atomic_write
+from repro.core.scale import ScaleConfig
+from repro.core.stats import area_under_curve, seed_interval, steps_to_threshold
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +84,25 @@ def load_config(path: Path | None = None) -> RLVRCurvesConfig:
 
 
 def init_model(scale: ScaleConfig, init: str, base: str, seed: int, root: Path | None = None) -> str:
-    from repro import stages
+    from repro import pipeline
 
     if init == "base":
         return base
     if init == "ntp":
-        return str(stages.ntp_stage(scale, base, root, seed=seed))
-    return str(stages.ra3_stage(scale, base, root, seed=seed))
+        return str(pipeline.ntp_stage(scale, base, root, seed=seed))
+    return str(pipeline.ra3_model(pipeline.ra3_stage(scale, base, root, seed=seed)))
 
 
-def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
         root: Path | None = None) -> dict:
-    """Every (model, seed, init) GRPO run, its curve points copied in as evidence; record.json last."""
+    """Every (model, seed, init) GRPO run, its curve points copied in as evidence; record.json last.
+    Default seeds: [0]."""
     import json
     import shutil
 
-    from repro.rlvr import rlvr_stage
+    from repro import pipeline  # torch, TRL: only when running, so `check` stays light
 
+    seeds = seeds or [0]
     cfg = load_config()
     if scale.rlvr is None:
         raise ConfigError(f"scale {scale.name} has no `rlvr` settings in configs/scales/{scale.name}.yaml")
@@ -106,13 +110,13 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     entries, outcome_files, seconds, stages = [], {}, {}, {}
-    for model, base in common.base_models(scale, root):
+    for model, base in pipeline.base_models(scale, root):
         for seed in seeds:  # seed-major: an interrupted claim run has every init of its first seeds
             for init in cfg.inits:
                 started = time.monotonic()
                 initial = init_model(scale, init, base, seed, root)
                 mid = time.monotonic()
-                stage = rlvr_stage(scale, initial, seed, root)
+                stage = pipeline.rlvr_stage(scale, initial, seed, root)
                 seconds[f"{model}/{init}/s{seed}"] = {"mid_training": round(mid - started, 1),
                                                       "rlvr": round(time.monotonic() - mid, 1)}
                 curve = json.loads((stage / "curve.json").read_text())
@@ -130,15 +134,13 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
                                 "train": curve["train"]})
                 stages[f"{model}/{init}/s{seed}"] = str(stage)
                 log.info("%s %s seed %d: %s", model, init, seed, json.dumps(curve["pass@1"]))
-    record = {**common.record_fields(CLAIM, scale, seeds, sets), "claim_config": dataclasses.asdict(cfg),
+    record = {**record_fields(CLAIM, scale, seeds, sets), "claim_config": dataclasses.asdict(cfg),
               "benchmarks": list(scale.rlvr.eval_benchmarks), "inits": list(cfg.inits), "entries": entries,
               "outcome_files": outcome_files, "stages": stages, "stage_seconds": seconds,
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"rlvr_curves": markdown_table(record, cfg)}
-    record = common.write_record(out_dir, record)
+    record = write_record(out_dir, record)
     plot(record, curves(record), out_dir / "rlvr_curves.png")
-    from repro.evaluate import atomic_write
-
     atomic_write(out_dir / "rlvr_curves.md", "# RLVR curves\n\n" + record["tables"]["rlvr_curves"] + "\n")
     return record
 
@@ -245,12 +247,11 @@ def _verdict(cfg: RLVRCurvesConfig, model, benchmark, other, statistic, diffs, t
         needed = _sign_test_seeds(cfg.confidence)
         status, why = "INCONCLUSIVE", (f"every seed gives {diffs[0]:+g}: the t-interval collapses to a point, and "
                                        f"a sign test needs {needed} seeds to reach {cfg.confidence:.0%}")
-    elif low > 0:
-        status, why = "PASS", "RA3 is better: the interval lies above 0"
-    elif high < 0:
-        status, why = "FAIL", f"{other} is better: the interval lies below 0"
     else:
-        status, why = "INCONCLUSIVE", "the interval covers 0"
+        status = side_of_zero(low, high, +1)
+        why = {"PASS": "RA3 is better: the interval lies above 0",
+               "FAIL": f"{other} is better: the interval lies below 0",
+               "INCONCLUSIVE": "the interval covers 0"}[status]
     return Verdict(CLAIM, cell, interval["mean"], 0.0, (0.0, None), text, status, why)
 
 

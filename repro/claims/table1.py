@@ -46,10 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims import Verdict, common
-from repro.config import CONFIG_DIR, REPO_ROOT, ConfigError, load
-from repro.scale import ScaleConfig
-from repro.stats import stratified_paired_bootstrap
+from repro.claims.record import per_task, record_fields, verdict_mode, write_record
+from repro.claims.verdicts import SIDE_REASONS, Expectation, Verdict, guard_verdict, interval_se, side_of_zero
+from repro.core.config import CONFIG_DIR, PAPER_TABLES, ConfigError, load
+from repro.core.files import atomic_write
+from repro.core.scale import ScaleConfig
+from repro.core.stats import seed_summary, stratified_paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,7 @@ CLAIM = "table1"
 METHODS = ("base", "ntp", "ra3")
 COMPARISONS = (("ra3", "ntp"), ("ra3", "base"))
 CONFIG = CONFIG_DIR / "claims" / "table1.yaml"
-PAPER_TABLE = (REPO_ROOT / "paper_tables" / "table1.csv" if (REPO_ROOT / "paper_tables").is_dir()
-               else Path(__file__).resolve().parents[1] / "paper_tables" / "table1.csv")
+PAPER_TABLE = PAPER_TABLES / "table1.csv"
 AVERAGE = "avg"
 """The benchmark name of the average over a scale's benchmarks (the paper's `all4`)."""
 
@@ -72,7 +73,7 @@ class Table1Config:
     bootstrap_resamples: int
     confidence: float
     """Confidence of the bootstrap intervals of the paired differences."""
-    tiny_expectations: tuple[common.Expectation, ...] = ()
+    tiny_expectations: tuple[Expectation, ...] = ()
 
 
 def load_config(path: Path | None = None) -> Table1Config:
@@ -88,23 +89,25 @@ def paper_rows(path: Path = PAPER_TABLE) -> list[dict]:
     return rows
 
 
-def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
         root: Path | None = None) -> dict:
     """Train (cached), evaluate and tabulate every (model, method, seed, benchmark); writes record.json
-    and table1.md into `out_dir`."""
-    from repro import stages
+    and table1.md into `out_dir`. Default seeds: [0]."""
+    from repro import pipeline  # torch and the training stack: only when running, so `check` stays light
 
+    seeds = seeds or [0]
     if scale.ra3 is None:
         raise ConfigError(f"scale {scale.name} has no `ra3` settings")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     rows, outcome_files, used, data_sha256, diagnostics = [], {}, {}, {}, {}
-    for name, base in common.base_models(scale, root):
+    for name, base in pipeline.base_models(scale, root):
         for seed in seeds:
-            models = {"base": base, "ntp": str(stages.ntp_stage(scale, base, root, seed=seed)),
-                      "ra3": str(stages.ra3_stage(scale, base, root, seed=seed))}
-            ra3_dir = Path(models["ra3"]).parent.parent  # its E-step curves and thought diagnostics travel along
+            ra3_dir = pipeline.ra3_stage(scale, base, root, seed=seed)
+            models = {"base": base, "ntp": str(pipeline.ntp_stage(scale, base, root, seed=seed)),
+                      "ra3": str(pipeline.ra3_model(ra3_dir))}
+            # its E-step curves and thought diagnostics travel along
             for name_in, name_out in (("estep.png", f"estep_{name}_s{seed}.png"),
                                       ("examples.md", f"thoughts_{name}_s{seed}.md")):
                 if (ra3_dir / name_in).exists():
@@ -115,7 +118,7 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
                 used[f"{name}/{method}/s{seed}"] = model
                 for benchmark in scale.benchmarks:
                     label = f"{name}/{method}/s{seed}/{benchmark}"
-                    link, metrics = common.evaluate_into(out_dir, label, model, benchmark, generation, root)
+                    link, metrics = pipeline.evaluate_into(out_dir, label, model, benchmark, generation, root)
                     outcome_files[label] = link
                     data_sha256[benchmark] = metrics["data_sha256"]
                     for metric in ("pass@1", "pass@5"):
@@ -124,17 +127,15 @@ def run(scale: ScaleConfig, seeds: list[int], out_dir: Path, sets: list[str] | t
                                          "seed": seed, "value": metrics[metric],
                                          "stderr": metrics["stderr"][metric], "n_tasks": metrics["n_tasks"]})
     cells = aggregate(rows, scale.benchmarks)
-    record = {**common.record_fields(CLAIM, scale, seeds, sets), "benchmarks": list(scale.benchmarks),
+    record = {**record_fields(CLAIM, scale, seeds, sets), "benchmarks": list(scale.benchmarks),
               "rows": rows, "cells": cells, "outcome_files": outcome_files, "stages": used,
               "data_sha256": data_sha256, "ra3_diagnostics": diagnostics,
               "paper": [r for r in paper_rows() if r["model"] in {c["model"] for c in cells}],
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"table1": markdown_table(record)}
-    from repro.evaluate import atomic_write
-
     atomic_write(out_dir / "table1.md", f"# Table 1 ({scale.name} scale, seeds {seeds})\n\n"
                  + record["tables"]["table1"] + "\n")
-    return common.write_record(out_dir, record)
+    return write_record(out_dir, record)
 
 
 def aggregate(rows: list[dict], benchmarks) -> list[dict]:
@@ -150,13 +151,13 @@ def aggregate(rows: list[dict], benchmarks) -> list[dict]:
             if these:
                 cells.append({"model": model, "method": method, "benchmark": benchmark, "metric": metric,
                               "n_tasks": these[0]["n_tasks"],
-                              **common.seed_summary([r["value"] for r in these], [r["stderr"] for r in these])})
+                              **seed_summary([r["value"] for r in these], [r["stderr"] for r in these])})
         per_seed = [[r for r in mine if r["seed"] == s] for s in seeds]
         if all(len(p) == len(benchmarks) for p in per_seed):
             means = [float(np.mean([r["value"] for r in p])) for p in per_seed]
             stderrs = [float(np.sqrt(sum(r["stderr"] ** 2 for r in p))) / len(p) for p in per_seed]
             cells.append({"model": model, "method": method, "benchmark": AVERAGE, "metric": metric, "n_tasks": None,
-                          **common.seed_summary(means, stderrs)})
+                          **seed_summary(means, stderrs)})
     return cells
 
 
@@ -192,19 +193,6 @@ def markdown_table(record: dict) -> str:
     lines.append(f"Seeds: {record['seeds']}; values in points, `+-` one standard error (sampling pooled with the "
                  "seed spread); `paper`: paper_tables/table1.csv.")
     return "\n".join(lines)
-
-
-def per_task(record: dict, model: str, method: str, benchmark: str) -> tuple[list[str], np.ndarray]:
-    """Per-task pass@1 averaged over the record's seeds, from the outcome files."""
-    arrays, task_ids = [], None
-    for seed in record["seeds"]:
-        label = f"{model}/{method}/s{seed}/{benchmark}"
-        if label not in record["outcomes"]:
-            raise ConfigError(f"record has no outcomes for {label}")
-        outcomes = record["outcomes"][label]
-        task_ids = task_ids or sorted(outcomes)
-        arrays.append(common.pass1_per_task(outcomes, task_ids))
-    return task_ids, np.mean(arrays, axis=0)
 
 
 def check(record: dict) -> list[Verdict]:
@@ -244,24 +232,18 @@ def _difference_verdict(record, cfg: Table1Config, cell: str, first: str, second
                  f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {interval['n_problems']} problems, "
                  f"{len(record['seeds'])} seed(s)")
     measured = interval["mean"]
-    if record["scale"] == "tiny":
-        return common.guard_verdict(CLAIM, cell, measured, statistic, cfg.tiny_expectations, record,
-                                    cfg.guard_z, common.interval_se(interval),
-                                    f"{first.upper()} > {second.upper()}")
+    if verdict_mode(record) == "calibrated":
+        return guard_verdict(CLAIM, cell, measured, statistic, cfg.tiny_expectations, record,
+                             cfg.guard_z, interval_se(interval), f"{first.upper()} > {second.upper()}")
     paper = _paper_difference(record, model, first, second, benchmark)
     if paper is None:
         return Verdict(CLAIM, cell, measured, "n/a", (None, None), statistic, "INCONCLUSIVE",
                        "the paper table has no value for this cell")
     direction = 1 if paper >= 0 else -1
     band = (0.0, None) if direction > 0 else (None, 0.0)
-    if direction * interval["low"] > 0 and direction * interval["high"] > 0:
-        status, why = "PASS", "the interval lies on the paper's side of 0"
-    elif direction * interval["low"] < 0 and direction * interval["high"] < 0:
-        status, why = "FAIL", "the interval lies on the other side of 0 than the paper's difference"
-    else:
-        status, why = "INCONCLUSIVE", "the interval covers 0: too few problems or seeds to tell the sign"
+    status = side_of_zero(interval["low"], interval["high"], direction)
     return Verdict(CLAIM, cell, measured, paper, band, statistic, status,
-                   f"paper {paper:+.3f}; {why} (paired over the same problems)")
+                   f"paper {paper:+.3f}; {SIDE_REASONS[status]} (paired over the same problems)")
 
 
 def _paper_difference(record, model, first, second, benchmark) -> float | None:
@@ -280,7 +262,7 @@ def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
     out = []
     for c in record["cells"]:
         paper = _paper_value(record, c["model"], c["method"], c["benchmark"], c["metric"])
-        if paper is None or record["scale"] == "tiny":
+        if paper is None or verdict_mode(record) == "calibrated":
             continue
         n_tasks = c["n_tasks"] or sum(x["n_tasks"] for x in record["cells"] if x["model"] == c["model"]
                                       and x["method"] == c["method"] and x["metric"] == c["metric"]

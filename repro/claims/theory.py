@@ -68,11 +68,13 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims import Verdict
-from repro.config import CONFIG_DIR, ConfigError, from_dict, load
-from repro.evaluate import atomic_write
-from repro.runs import config_hash
-from repro.stats import paired_bootstrap
+from repro.claims.verdicts import Verdict, side_of_zero
+from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
+from repro.core.files import atomic_write
+from repro.core.provenance import environment
+from repro.core.runs import config_hash
+from repro.core.scale import ScaleConfig
+from repro.core.stats import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +284,21 @@ def convergence_runs(cfg: TheoryConfig, seed: int) -> list[dict]:
     return rows
 
 
-def run(cfg: TheoryConfig, out_dir: Path) -> dict:
+def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
+        root: Path | None = None) -> dict:
+    """The claim interface: the shipped config (configs/claims/theory.yaml) with `seeds` if given. The
+    experiments are tabular MDPs, the same at every scale, so `scale` and `root` are not used."""
+    if sets:
+        raise ConfigError(f"--set {' '.join(sets)}: the theory claim has no scale settings; its values are in {CONFIG}")
+    cfg = load_config()
+    if seeds:
+        cfg = dataclasses.replace(cfg, seeds=tuple(seeds))
+    return run_experiments(cfg, out_dir)
+
+
+def run_experiments(cfg: TheoryConfig, out_dir: Path) -> dict:
     """Both experiments over every seed; writes pruning.png, convergence.png, then record.json last
     (its presence means the run finished)."""
-    from repro.record import environment
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -405,7 +417,7 @@ def _paired(cell: str, better: np.ndarray, worse: np.ndarray, cfg: TheoryConfig,
     if len(better) < needed:
         status = "INCONCLUSIVE"
     else:
-        status = "PASS" if diff["low"] > 0 else "FAIL" if diff["high"] < 0 else "INCONCLUSIVE"
+        status = side_of_zero(diff["low"], diff["high"], +1)
     return _verdict(
         cell, diff["mean"], 0.0, (0.0, None),
         f"paired over {len(better)} seeds: mean {what} = {diff['mean']:.1f}, bootstrap {cfg.confidence:.0%} "

@@ -7,12 +7,12 @@ block's start makes the following lines predictable. See `skills.py` (the librar
 convention), `tasks.py` (one task and its renderings), `splits.py` (the four splits, disjoint by
 skill composition) and `build.py` (the files and manifest).
 
-    from repro.config import CONFIG_DIR, load
-    from repro.world import WorldConfig, build_world
-    manifest = build_world(load(WorldConfig, CONFIG_DIR / "world" / "tiny.yaml"), out_dir)
+    from repro.core.config import CONFIG_DIR, load
+    from repro.world import WorldConfig, world_dir
+    path = world_dir(load(WorldConfig, CONFIG_DIR / "world" / "tiny.yaml"))   # cached in runs/world/
 """
 
-from repro.world.build import build_world
+from repro.world.build import build_world, world_dir
 from repro.world.config import WorldConfig
 
-__all__ = ["WorldConfig", "build_world"]
+__all__ = ["WorldConfig", "build_world", "world_dir"]

@@ -11,6 +11,8 @@ Files:
 Each file is replaced atomically and an old manifest is removed first, so a directory with a
 manifest is complete. The same config gives byte-identical files. The default config
 (`configs/world/tiny.yaml`) builds in about 20 s on one core (single-threaded; 33 MB in all).
+`world_dir(config)` is the cached build every stage and benchmark reads: `runs/world/<config
+hash>/`, marked done (with each file's sha256) once built.
 """
 
 import dataclasses
@@ -20,7 +22,8 @@ import logging
 import time
 from pathlib import Path
 
-from repro.evaluate import atomic_write
+from repro.core import runs
+from repro.core.files import atomic_write
 from repro.world.config import WorldConfig
 from repro.world.skills import SKILLS
 from repro.world.splits import adjacent_pairs, generate
@@ -68,3 +71,15 @@ def build_world(config: WorldConfig, out_dir: Path) -> dict:
     atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     log.info("tiny world: %s in %s (%.1f s)", manifest["counts"], out_dir, time.monotonic() - start)
     return manifest
+
+
+def world_dir(config: WorldConfig, root: Path | None = None) -> Path:
+    """The world's files, built once per config into `runs/world/<hash>/` (its DONE.json names each
+    file's sha256, the identity later stages record)."""
+    path = runs.stage_dir("world", config, root)
+    if not runs.is_done(path):
+        with runs.stage_log(path):
+            log.info("building the tiny world in %s", path)
+            manifest = build_world(config, path)
+        runs.mark_done(path, {"files": manifest["files"], "counts": manifest["counts"]})
+    return path

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repro.claims import common, load_record, module
+from repro.claims import module
+from repro.claims.record import load_record
+from repro.core.scale import resolve_scale
 
 # One seed keeps the session in minutes; the tiny guards' bands widen for it (common.guard_verdict).
 TINY_SEEDS = [0]
@@ -23,7 +25,7 @@ RLVR_SMOKE = ("rlvr.max_steps=4", "rlvr.eval_every=2", "rlvr.eval_tasks=40")
 
 
 def _run(claim: str, out: Path, sets=()) -> dict:
-    scale = common.resolve_scale("tiny", sets)
+    scale = resolve_scale("tiny", sets)
     module(claim).run(scale, TINY_SEEDS, out, sets)
     return load_record(out)
 

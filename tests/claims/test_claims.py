@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from repro import cli
-from repro.claims import load_record, module
-from repro.claims.table1 import per_task
-from repro.stats import paired_bootstrap
+from repro.claims import module
+from repro.claims.record import load_record, per_task
+from repro.core.stats import paired_bootstrap
 
 
 @pytest.mark.parametrize("claim", ["table1", "mstep_loss", "penalty_ablation", "rlvr_curves"])

@@ -5,22 +5,24 @@ import numpy as np
 import pytest
 
 from repro import cli
-from repro.claims import Verdict, common
-from repro.config import ConfigError
-from repro.stats import paired_bootstrap, stratified_paired_bootstrap
+from repro.claims import verdicts
+from repro.claims.verdicts import Verdict
+from repro.core.config import ConfigError
+from repro.core.scale import resolve_scale
+from repro.core.stats import paired_bootstrap, seed_summary, stratified_paired_bootstrap
 
 
 def test_set_overrides_change_one_value_and_reject_unknown_keys():
-    scale = common.resolve_scale("tiny", ["ra3.rounds=1", "generation.temperature=1"])
+    scale = resolve_scale("tiny", ["ra3.rounds=1", "generation.temperature=1"])
     assert scale.ra3.rounds == 1 and scale.generation.temperature == 1.0
-    assert common.resolve_scale("tiny").ra3.rounds != 1
+    assert resolve_scale("tiny").ra3.rounds != 1
     # keys of one section apply together, so values that must agree can change together
-    rlvr = common.resolve_scale("tiny", ["rlvr.max_steps=4", "rlvr.eval_every=2"]).rlvr
+    rlvr = resolve_scale("tiny", ["rlvr.max_steps=4", "rlvr.eval_every=2"]).rlvr
     assert (rlvr.max_steps, rlvr.eval_every) == (4, 2)
     for bad, message in (("ra3.roundz=1", "has no key 'roundz'"), ("nope.x=1", "unknown section 'nope'"),
                          ("ra3.rounds", "expected section.key=value"), ("ra3.rounds=two", "takes a int")):
         with pytest.raises(ConfigError, match=message):
-            common.resolve_scale("tiny", [bad])
+            resolve_scale("tiny", [bad])
 
 
 def test_claim_commands_map_bad_input_to_exit_2(capsys):
@@ -31,9 +33,9 @@ def test_claim_commands_map_bad_input_to_exit_2(capsys):
 
 
 def test_seed_summary_pools_sampling_error_with_seed_spread():
-    one = common.seed_summary([0.5], [0.03])
+    one = seed_summary([0.5], [0.03])
     assert one["value"] == 0.5 and one["stderr"] == pytest.approx(0.03) and one["seed_sd"] == 0.0
-    three = common.seed_summary([0.4, 0.5, 0.6], [0.03, 0.03, 0.03])
+    three = seed_summary([0.4, 0.5, 0.6], [0.03, 0.03, 0.03])
     assert three["seed_sd"] == pytest.approx(0.1)
     assert three["stderr"] == pytest.approx(np.sqrt((0.03 ** 2 + 0.1 ** 2) / 3))
 
@@ -50,16 +52,16 @@ def test_stratified_bootstrap_is_the_plain_one_for_one_group_and_averages_groups
 
 
 def test_guard_passes_near_the_calibration_fails_far_and_defers_on_overrides():
-    expectation = common.Expectation("tiny x", mean=-0.09, seed_sd=0.02, seeds=3, paper_direction_reproduced=False,
+    expectation = verdicts.Expectation("tiny x", mean=-0.09, seed_sd=0.02, seeds=3, paper_direction_reproduced=False,
                                      measured_with="test")
     record = {"seeds": [0], "sets": []}
-    near = common.guard_verdict("c", "tiny x", -0.1, "s", [expectation], record, 3.0, 0.0, "> 0")
-    far = common.guard_verdict("c", "tiny x", +0.09, "s", [expectation], record, 3.0, 0.0, "> 0")
+    near = verdicts.guard_verdict("c", "tiny x", -0.1, "s", [expectation], record, 3.0, 0.0, "> 0")
+    far = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [expectation], record, 3.0, 0.0, "> 0")
     assert near.status == "PASS" and far.status == "FAIL" and "does NOT reproduce" in far.reason
     half = 3.0 * np.sqrt(0.02 ** 2 / 1 + 0.02 ** 2 / 3)
     assert near.band == pytest.approx((-0.09 - half, -0.09 + half))
-    assert common.guard_verdict("c", "other", 0.0, "s", [expectation], record, 3.0, 0.0, "").status == "INCONCLUSIVE"
-    overridden = common.guard_verdict("c", "tiny x", -0.09, "s", [expectation], {"seeds": [0], "sets": ["a.b=1"]},
+    assert verdicts.guard_verdict("c", "other", 0.0, "s", [expectation], record, 3.0, 0.0, "").status == "INCONCLUSIVE"
+    overridden = verdicts.guard_verdict("c", "tiny x", -0.09, "s", [expectation], {"seeds": [0], "sets": ["a.b=1"]},
                                       3.0, 0.0, "")
     assert overridden.status == "INCONCLUSIVE" and "a.b=1" in overridden.reason
 
@@ -71,7 +73,7 @@ def test_calibration_measures_each_seed_alone():
         measured = float(np.mean([r["value"] for r in rec["runs"]]))
         return [Verdict("c", "cell", measured, 0, (None, None), "", "PASS", "")]
 
-    (row,) = common.calibrate(check, record)
+    (row,) = verdicts.calibrate(check, record)
     assert row == {"cell": "cell", "mean": 3.0, "seed_sd": pytest.approx(np.std([1, 2, 6], ddof=1)), "seeds": 3}
 
 

@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 
-from repro.config import ConfigError, from_dict, load
-from repro.data import EVAL_CONFIG, BenchmarkConfig, EvalConfig, load_eval_config
-from repro.sandbox import Limits
+from repro.core.config import ConfigError, from_dict, load
+from repro.core.eval_config import EVAL_CONFIG, BenchmarkConfig, EvalConfig
+from repro.core.sandbox import Limits
+from repro.eval.benchmarks import check_kind_keys, load_eval_config
 
 
 def test_the_shipped_eval_config_loads():
@@ -40,18 +41,18 @@ def test_nested_errors_name_the_path(tmp_path):
 
 def test_a_key_that_would_do_nothing_for_the_kind_fails():
     base = dict(kind="humaneval", version="v", file="f", provide="p", timeout_seconds=3.0)
-    from_dict(BenchmarkConfig, base, "x")
+    check_kind_keys(from_dict(BenchmarkConfig, base, "x"))
     with pytest.raises(ConfigError, match="`splits` does nothing for kind humaneval"):
-        from_dict(BenchmarkConfig, {**base, "splits": ["base"]}, "x")
+        check_kind_keys(from_dict(BenchmarkConfig, {**base, "splits": ["base"]}, "x"))
     with pytest.raises(ConfigError, match="kind humaneval needs `timeout_seconds`"):
-        from_dict(BenchmarkConfig, {k: v for k, v in base.items() if k != "timeout_seconds"}, "x")
+        check_kind_keys(from_dict(BenchmarkConfig, {k: v for k, v in base.items() if k != "timeout_seconds"}, "x"))
 
 
 def test_missing_required_key_and_literal_choices():
     with pytest.raises(ConfigError, match=r"missing required key\(s\) \['file', 'provide', 'version'\]"):
         from_dict(BenchmarkConfig, {"kind": "humaneval"}, "x")
     with pytest.raises(ConfigError, match="expected one of"):
-        from_dict(BenchmarkConfig, {"kind": "apps", "version": "v", "file": "f", "provide": "p"}, "x")
+        check_kind_keys(from_dict(BenchmarkConfig, {"kind": "apps", "version": "v", "file": "f", "provide": "p"}, "x"))
 
 
 def test_config_is_frozen():

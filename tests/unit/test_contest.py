@@ -1,4 +1,5 @@
-"""repro.contest: LiveCodeBench and Codeforces loaders and the sandboxed contest scorer.
+"""The contest kinds (repro/eval/benchmarks: livecodebench, codeforces, _contest): LiveCodeBench and
+Codeforces loaders and the sandboxed contest scorer.
 
 The fixtures under tests/fixtures/ are problems written for these tests in the upstream schemas.
 """
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from repro.contest import check_contest, load_codeforces, load_livecodebench
+from repro.eval.benchmarks._contest import check_contest
+from repro.eval.benchmarks.codeforces import load_codeforces
+from repro.eval.benchmarks.livecodebench import load_livecodebench
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LCB_DIR = FIXTURES / "livecodebench"

@@ -13,10 +13,14 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from repro import cli, data, fetch
-from repro.config import ConfigError
-from repro.data import DataError, FetchSource
-from repro.scale import CorpusSpec, ModelSpec, load_scale
+from repro import cli, fetch
+from repro.core import files
+from repro.core.config import ConfigError
+from repro.core.eval_config import FetchSource
+from repro.core.files import DataError
+from repro.core.hub import cache_env, hub_cache
+from repro.core.scale import CorpusSpec, ModelSpec, load_scale
+from repro.eval.benchmarks import load_benchmark, load_eval_config, resolve_path
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 MODEL, MODEL_COMMIT = "test-org/tiny-model", "1" * 40
@@ -112,7 +116,7 @@ def cache(tmp_path, monkeypatch, hub):
     import evalplus.data.utils
 
     cache = tmp_path / "cache"
-    for key, value in fetch.cache_env(cache).items():
+    for key, value in cache_env(cache).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(evalplus.data.utils, "CACHE_DIR", str(cache / "evalplus"))  # read at import otherwise
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_address[1]}")
@@ -121,10 +125,10 @@ def cache(tmp_path, monkeypatch, hub):
 
 
 def first_shard_snippets() -> int:
-    from repro.corpus import MAX_CHARS, _rejection
+    from repro.train.corpus import MAX_CHARS, rejection
 
     shard = sorted((FIXTURES / "corpus" / "python").glob("*.parquet"))[0]
-    return sum(_rejection(t, MAX_CHARS) is None for t in fetch._texts(shard, "content"))
+    return sum(rejection(t, MAX_CHARS) is None for t in fetch._texts(shard, "content"))
 
 
 @pytest.fixture
@@ -142,7 +146,7 @@ def scale_and_config(tmp_path):
         corpus=CorpusSpec(CORPUS, CORPUS_COMMIT, "content", max_snippets=first_shard_snippets(), max_tokens=10**9,
                           data_dir="python"),
         benchmarks=("humaneval", "humaneval+", "livecodebench", "codeforces"))
-    config = data.load_eval_config()
+    config = load_eval_config()
     sources = {
         "humaneval+": dict(sha256=hashlib.sha256(content).hexdigest(),
                            fetch=FetchSource(url=asset.as_uri(), sha256=asset_sha256)),
@@ -171,10 +175,10 @@ def test_fetch_downloads_what_a_scale_needs_and_offline_runs_find_it(cache, hub,
     assert [f["path"] for f in corpus["files"]] == ["python/train-00000-of-00002.parquet"]  # holds max_snippets
     assert "python/train-00001-of-00002.parquet" not in hub.downloads
     config_file = hf_hub_download(MODEL, "config.json", revision=MODEL_COMMIT, local_files_only=True,
-                                  cache_dir=fetch.hub_cache())  # what from_pretrained(hub_id, revision=...) reads
+                                  cache_dir=hub_cache())  # what from_pretrained(hub_id, revision=...) reads
     assert json.loads(Path(config_file).read_text()) == {"model_type": "llama"}
     for name in ("humaneval+", "livecodebench", "codeforces"):
-        assert data.load_benchmark(name, config).tasks
+        assert load_benchmark(name, config).tasks
 
     downloads = len(hub.downloads)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -184,7 +188,7 @@ def test_fetch_downloads_what_a_scale_needs_and_offline_runs_find_it(cache, hub,
 
 
 def test_offline_corpus_reads_the_fetched_snapshot(cache, scale_and_config, monkeypatch):
-    from repro.corpus import load_corpus
+    from repro.train.corpus import load_corpus
 
     class Tokenizer:
         name_or_path = "words"
@@ -215,7 +219,7 @@ def test_a_corrupted_file_in_the_cache_is_detected_named_and_not_used(cache, sca
     assert not weights.exists() and blob.with_name(blob.name + ".corrupt").exists()
     with pytest.raises(LocalEntryNotFoundError):
         hf_hub_download(MODEL, "model.safetensors", revision=MODEL_COMMIT, local_files_only=True,
-                        cache_dir=fetch.hub_cache())
+                        cache_dir=hub_cache())
     with pytest.raises(DataError, match="model.safetensors"):  # and offline, fetch keeps saying what is missing
         fetch.fetch(scale, config)
 
@@ -247,10 +251,10 @@ def test_a_release_asset_with_the_wrong_hash_is_not_used(cache, scale_and_config
 def test_a_damaged_release_file_in_the_cache_is_set_aside_and_fetched_again(cache, scale_and_config):
     scale, config = scale_and_config
     fetch.fetch(scale, config)
-    path = data.resolve_path(config.benchmarks["humaneval+"])
+    path = resolve_path(config.benchmarks["humaneval+"])
     path.write_text(path.read_text()[:-10])
     fetch.fetch(scale, config)
-    assert data.sha256_of(path) == config.benchmarks["humaneval+"].sha256
+    assert files.sha256_of(path) == config.benchmarks["humaneval+"].sha256
     assert path.with_name(path.name + ".corrupt").exists()
 
 
@@ -268,8 +272,8 @@ def test_the_command_line_points_everything_at_the_cache(cache, tmp_path, capsys
     assert cli.main(["fetch", "--scale", "tiny", "--cache", str(other)]) == 0
     assert (other / "ra3-repro" / "fetch" / "tiny.json").exists()  # tiny needs nothing from outside
     assert "manifest: " in capsys.readouterr().out
-    assert data.data_dir() == other.resolve() / "ra3-repro"
-    assert fetch.hub_cache() == other.resolve() / "huggingface" / "hub"
+    assert files.data_dir() == other.resolve() / "ra3-repro"
+    assert hub_cache() == other.resolve() / "huggingface" / "hub"
 
 
 def test_a_fetch_source_is_a_url_or_a_pinned_hub_dataset():
@@ -279,7 +283,7 @@ def test_a_fetch_source_is_a_url_or_a_pinned_hub_dataset():
         FetchSource(url="https://example.org/x.gz")
     with pytest.raises(ValueError, match="takes a `revision`"):
         FetchSource(hub_dataset="org/name", files=("a.jsonl",))
-    config = data.load_eval_config()
+    config = load_eval_config()
     for name in ("humaneval+", "mbpp", "mbpp+", "livecodebench", "codeforces"):
         source = config.benchmarks[name].fetch
         assert source.url or re.fullmatch(r"[0-9a-f]{40}", source.revision), name

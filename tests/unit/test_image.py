@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.fetch import cache_env
+from repro.core.hub import cache_env
 
 ROOT = Path(__file__).parent.parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -61,7 +61,7 @@ def test_the_build_context_leaves_out_what_is_local_to_a_machine():
 
 
 def test_records_name_the_image_they_ran_in(tmp_path, monkeypatch):
-    from repro import record
+    from repro.core import provenance as record
 
     assert f"> {record.IMAGE_INFO}" in re.sub(r"\\\n\s*", " ", DOCKERFILE)  # the Dockerfile writes it there
     monkeypatch.delenv("RA3_IMAGE_DIGEST", raising=False)

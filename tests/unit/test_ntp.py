@@ -8,8 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from repro.ntp import TrainConfig, lr_factor, pack, rows_for_step
-from repro.pretrain import TinyModelConfig, TokenizerConfig, init_model, train_tokenizer
+from repro.core.scale import TinyModelConfig, TokenizerConfig, TrainConfig
+from repro.train.ntp import lr_factor, pack, rows_for_step
+from repro.train.pretrain import init_model, train_tokenizer
 
 TEXTS = [f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(300)]
 
@@ -52,14 +53,15 @@ def test_schedule_warms_up_then_decays_to_the_floor():
 SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    import repro.ntp as ntp
-    from repro.pretrain import TinyModelConfig, TokenizerConfig, init_model, train_tokenizer
+    import repro.train.ntp as ntp
+    from repro.core.scale import TinyModelConfig, TokenizerConfig, TrainConfig
+    from repro.train.pretrain import init_model, train_tokenizer
 
     run_dir, kill_at = Path(sys.argv[1]), int(sys.argv[2])
     texts = [f"def f{i}(x):\\n    return x * {i} + {i % 7}\\n" for i in range(300)]
     tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=320), run_dir / "tok")
     model = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 64), seed=0)
-    cfg = ntp.TrainConfig(seq_len=32, batch_size=4, lr=3e-3, max_steps=30, warmup_steps=3, checkpoint_every=10)
+    cfg = TrainConfig(seq_len=32, batch_size=4, lr=3e-3, max_steps=30, warmup_steps=3, checkpoint_every=10)
     rows_for_step = ntp.rows_for_step
 
     def killing_rows(n_rows, step, *args):
@@ -95,7 +97,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_a_tiny_model_learns(tokenizer, tmp_path):
-    from repro.ntp import cross_entropy, train_causal_lm
+    from repro.train.ntp import cross_entropy, train_causal_lm
 
     model = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 64), seed=0)
     before = cross_entropy(model, tokenizer, TEXTS[:50], seq_len=32)

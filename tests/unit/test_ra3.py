@@ -8,9 +8,10 @@ import random
 import pytest
 import torch
 
-from repro import ra3
-from repro.ntp import TrainConfig, train_causal_lm
-from repro.pretrain import TinyModelConfig, TokenizerConfig, init_model, train_tokenizer
+from repro.core.scale import RA3Config, TinyModelConfig, TokenizerConfig, TrainConfig
+from repro.train.ntp import train_causal_lm
+from repro.train.pretrain import init_model, train_tokenizer
+from repro.train.ra3 import em, rollout, scoring, thoughts
 
 
 def make_texts(n: int, seed: int = 0, comments: bool = True) -> list[str]:
@@ -36,14 +37,14 @@ def trained(tmp_path_factory):
 
 
 # A high temperature makes this small model think often enough for the tests to exercise thinking.
-CFG = ra3.RA3Config(rounds=1, group_size=8, max_thought_tokens=8, temperature=2.5, penalty=0.05,
+CFG = RA3Config(rounds=1, group_size=8, max_thought_tokens=8, temperature=2.5, penalty=0.05,
                     estep_steps=2, snippets_per_step=3, estep_lr=1e-3)
 
 
 def test_segments_keep_logical_lines_whole():
     text = ('def f(a,\n      b):\n    """Doc\n\n    more."""\n    x = [1,\n         2]\n\n    # note\n'
             '    if a:\n        return b\n    return x\n')
-    segments = ra3.segment_lines(text)
+    segments = thoughts.segment_lines(text)
     lines = [text[s.start: s.end] for s in segments]
     assert "".join(lines) == text
     assert lines[0] == "def f(a,\n      b):\n" and lines[1] == '    """Doc\n\n    more."""\n'
@@ -53,40 +54,40 @@ def test_segments_keep_logical_lines_whole():
 
 
 def test_untokenizable_text_falls_back_to_physical_lines():
-    segments = ra3.segment_lines("x = (\n  y\n")
+    segments = thoughts.segment_lines("x = (\n  y\n")
     assert len(segments) == 2 and segments[1].indent == "  "
 
 
 def test_infusion_inserts_an_indented_comment_and_marks_owners():
     text = "def f(xs):\n    out = []\n\n    for x in xs:\n        out.append(x)\n    return out\n"
-    segments = ra3.segment_lines(text)
-    infused = ra3.build_infused(text, segments, {2: " loop over the values", 3: " keep"})
+    segments = thoughts.segment_lines(text)
+    infused = thoughts.build_infused(text, segments, {2: " loop over the values", 3: " keep"})
     assert infused.text == ("def f(xs):\n    out = []\n\n    # loop over the values\n    for x in xs:\n"
                             "        # keep\n        out.append(x)\n    return out\n")
     assert infused.text[infused.decisions[2]:].startswith(" # loop")
     assert infused.text[infused.decisions[4]:].startswith(" return")
     assert infused.owner[infused.text.index("# loop")] == -1 and infused.owner[infused.text.index("for")] == 2
-    assert ra3.build_infused(text, segments, {}).text == text
+    assert thoughts.build_infused(text, segments, {}).text == text
 
 
 def test_comment_tokens(trained):
     _, tokenizer = trained
-    ids = ra3.comment_token_ids(tokenizer)
+    ids = thoughts.comment_token_ids(tokenizer)
     assert all(tokenizer.decode([int(i)]).lstrip(" ").startswith("#") for i in ids)
 
 
 def test_teacher_forced_rewards_match_per_line_recomputation(trained):
     model, tokenizer = trained
     text = make_texts(1, seed=5, comments=False)[0]
-    segments = ra3.segment_lines(text)
-    sample = ra3.build_infused(text, segments, {2: " keep the big ones"})
-    comment_ids = ra3.comment_token_ids(tokenizer)
+    segments = thoughts.segment_lines(text)
+    sample = thoughts.build_infused(text, segments, {2: " keep the big ones"})
+    comment_ids = thoughts.comment_token_ids(tokenizer)
     with torch.no_grad():
-        scored = ra3.score_samples(model, tokenizer, [sample], [len(segments)], comment_ids, 1.0)[0]
-    assert torch.allclose(scored.line_logp, ra3.naive_line_logp(model, tokenizer, sample, len(segments)), atol=1e-4)
-    r = ra3.rewards(scored, sample, penalty=0.5)
+        scored = scoring.score_samples(model, tokenizer, [sample], [len(segments)], comment_ids, 1.0)[0]
+    assert torch.allclose(scored.line_logp, scoring.naive_line_logp(model, tokenizer, sample, len(segments)), atol=1e-4)
+    r = scoring.rewards(scored, sample, penalty=0.5)
     assert r[2] == pytest.approx(float(scored.line_logp[2]) - 0.5) and r[3] == pytest.approx(float(scored.line_logp[3]))
-    assert torch.allclose(ra3.returns_to_go(torch.tensor([1.0, 2.0, 3.0])), torch.tensor([6.0, 5.0, 3.0]))
+    assert torch.allclose(scoring.returns_to_go(torch.tensor([1.0, 2.0, 3.0])), torch.tensor([6.0, 5.0, 3.0]))
     assert set(scored.action_logp) == {1, 2, 3, 4, 5} and scored.thought_tokens[2] >= 2
     assert all(float(v) <= 0 for v in scored.action_logp.values())
 
@@ -95,24 +96,24 @@ def test_batched_cached_rollout_takes_the_same_thoughts_as_the_naive_one(trained
     """Rows of different snippets and lengths in one batch, each with its own generator: the same
     thoughts as re-encoding every prefix one row at a time, and independent of the batch."""
     model, tokenizer = trained
-    comment_ids = ra3.comment_token_ids(tokenizer)
+    comment_ids = thoughts.comment_token_ids(tokenizer)
     texts = [t for t in make_texts(6, seed=9, comments=False) for _ in range(8)]
     texts[3] = "def g(a):\n    return a\n"  # a short row: finishes while others still think
-    segmented = [ra3.segment_lines(t) for t in texts]
+    segmented = [thoughts.segment_lines(t) for t in texts]
     cfg = dataclasses.replace(CFG, temperature=1.0)  # this model's thoughts are rarer but longer at T=1
-    batched = ra3.rollout(model, tokenizer, texts, segmented, cfg, comment_ids,
+    batched = rollout.rollout(model, tokenizer, texts, segmented, cfg, comment_ids,
                           [torch.Generator().manual_seed(i) for i in range(len(texts))])
-    naive = [ra3.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i))
+    naive = [rollout.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i))
              for i, (t, s) in enumerate(zip(texts, segmented, strict=True))]
     assert batched == naive
     assert sum(len(t) for t in batched) >= 10 and sum(len(t) > 1 for t in batched) >= 1  # several, and repeated
-    alone = ra3.rollout(model, tokenizer, texts[5:6], segmented[5:6], cfg, comment_ids,
+    alone = rollout.rollout(model, tokenizer, texts[5:6], segmented[5:6], cfg, comment_ids,
                         [torch.Generator().manual_seed(5)])
     assert alone[0] == batched[5]
 
 
 def test_group_advantages_are_centred_per_boundary():
-    advantages = ra3._group_advantages([torch.tensor([1.0, 0.0]), torch.tensor([3.0, 0.0])])
+    advantages = em._group_advantages([torch.tensor([1.0, 0.0]), torch.tensor([3.0, 0.0])])
     assert torch.allclose(torch.stack(advantages).sum(0), torch.zeros(2), atol=1e-5)
     assert float(advantages[1][0]) > 0 > float(advantages[0][0])
 
@@ -120,8 +121,8 @@ def test_group_advantages_are_centred_per_boundary():
 def test_an_estep_updates_the_policy_and_reports(trained):
     model, tokenizer = trained
     policy = [p.detach().clone() for p in model.parameters()]
-    metrics = ra3.estep(model, None, tokenizer, make_texts(8, seed=3, comments=False), CFG,
-                        ra3.comment_token_ids(tokenizer), torch.Generator().manual_seed(0))
+    metrics = em.estep(model, None, tokenizer, make_texts(8, seed=3, comments=False), CFG,
+                        thoughts.comment_token_ids(tokenizer), torch.Generator().manual_seed(0))
     assert len(metrics) == CFG.estep_steps
     assert {"mean_reward", "think_rate", "thought_tokens", "lines_per_thought", "elbo"} <= set(metrics[0])
     assert any(not torch.equal(a, b) for a, b in zip(policy, model.parameters(), strict=True))
@@ -135,21 +136,21 @@ def test_with_infinite_penalty_ra3_is_exactly_ntp(trained, tmp_path):
     ra3_model = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 128), seed=1)
     train_causal_lm(ntp_model, tokenizer, texts, mstep, tmp_path / "ntp")
     cfg = dataclasses.replace(CFG, penalty=math.inf)
-    ra3.em_loop(ra3_model, tokenizer, texts, cfg, mstep, tmp_path / "ra3")
+    em.em_loop(ra3_model, tokenizer, texts, cfg, mstep, tmp_path / "ra3")
     infused = [json.loads(line)["text"] for line in open(tmp_path / "ra3" / "round-0" / "infused.jsonl")]
     assert infused == texts
     assert all(torch.equal(a, b) for a, b in zip(ntp_model.parameters(), ra3_model.parameters(), strict=True))
 
 
 def test_diagnostics_count_thoughts_at_block_starts_and_plot(tmp_path):
-    from repro.stages import ra3_diagnostics
+    from repro.train.ra3.diagnostics import ra3_diagnostics
 
     text = "def f(xs):\n    out = []\n    for x in xs:\n        out.append(x)\n    total = 0\n    return total\n"
     rows = [{"text": text, "block_starts": [1, 4]}]  # physical lines where skill blocks start
-    segments = ra3.segment_lines(text)
+    segments = thoughts.segment_lines(text)
     round_dir = tmp_path / "round-0"
     round_dir.mkdir()
-    infused = ra3.build_infused(text, segments, {1: " make a list", 3: " inside", 4: " add up"})
+    infused = thoughts.build_infused(text, segments, {1: " make a list", 3: " inside", 4: " add up"})
     (round_dir / "infused.jsonl").write_text(json.dumps({"text": infused.text, "thoughts": {"1": "a", "3": "b",
                                                                                              "4": "c"}}) + "\n")
     (round_dir / "estep.jsonl").write_text("".join(json.dumps(

@@ -22,7 +22,7 @@ def theory_run(tmp_path_factory) -> Path:
     """One real theory run (about 2 s) shared by the tests; tests that change it work on a copy."""
     claim = module("theory")
     out = tmp_path_factory.mktemp("theory") / "run"
-    claim.run(claim.load_config(), out)
+    claim.run_experiments(claim.load_config(), out)
     return out
 
 
@@ -89,7 +89,7 @@ def test_tables_become_html_tables():
     ("| a | b |\n| 1 | 2 |", "a |---| separator row"),
 ])
 def test_a_table_that_is_not_one_is_refused(text, message):
-    from repro.data import DataError
+    from repro.core.files import DataError
 
     with pytest.raises(DataError, match=re.escape(message)):
         table_html(text, "record.json: tables.table1")

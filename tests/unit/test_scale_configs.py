@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from repro import corpus
-from repro.config import CONFIG_DIR, REPO_ROOT
-from repro.data import load_eval_config
-from repro.scale import CorpusSpec, load_scale
+from repro.core.config import CONFIG_DIR, REPO_ROOT
+from repro.core.scale import CorpusSpec, load_scale
+from repro.eval.benchmarks import load_eval_config
+from repro.train import corpus
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "corpus"
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -71,7 +71,7 @@ def test_benchmarks_and_decoding(scales, scale):
 
 def _accelerate_filled(path: Path, ntp, hidden_size: int, processes: int = 1) -> dict:
     """The config as accelerate hands it to DeepSpeed: Accelerator(mixed_precision=...) and
-    accelerator.prepare(model, optimizer, scheduler), as repro.ntp calls them, fill the "auto"s."""
+    accelerator.prepare(model, optimizer, scheduler), as repro.train.ntp calls them, fill the "auto"s."""
     from accelerate.utils import DeepSpeedPlugin
 
     plugin = DeepSpeedPlugin(hf_ds_config=str(path))
@@ -134,7 +134,7 @@ def test_scales_that_name_a_deepspeed_config_agree_with_it(deepspeed_config_clas
         ds = deepspeed_config_class(_accelerate_filled(path, ntp, HIDDEN_SIZE[model]))
         assert ds.train_micro_batch_size_per_gpu == ntp.batch_size, scale
         assert ds.gradient_clipping == ntp.max_grad_norm, scale
-        assert ntp.grad_accum_steps == 1, f"{scale}: repro.ntp's accumulation loop steps DeepSpeed every micro-batch"
+        assert ntp.grad_accum_steps == 1, f"{scale}: the training loop's accumulation steps DeepSpeed every micro-batch"
     assert load_scale("paper").ntp.deepspeed_config == "configs/deepspeed/zero3.json"
     assert load_scale("paper").ntp.gradient_checkpointing
 
@@ -210,11 +210,11 @@ def test_token_cap_counts_eos_and_never_overruns(tokenizer):
 
 
 def test_rows_that_are_not_snippets():
-    assert corpus._rejection(None, 100) == "empty"
-    assert corpus._rejection(" \n", 100) == "empty"
-    assert corpus._rejection("x = 1\n" * 20, 100) == "too_long"
-    assert corpus._rejection("s = '\ud800'\n", 100) == "invalid_utf8"  # a lone surrogate, as JSON can carry
-    assert corpus._rejection("s = 'héllo'\n", 100) is None
+    assert corpus.rejection(None, 100) == "empty"
+    assert corpus.rejection(" \n", 100) == "empty"
+    assert corpus.rejection("x = 1\n" * 20, 100) == "too_long"
+    assert corpus.rejection("s = '\ud800'\n", 100) == "invalid_utf8"  # a lone surrogate, as JSON can carry
+    assert corpus.rejection("s = 'héllo'\n", 100) is None
 
 
 def test_hub_loading_passes_the_pinned_revision(tokenizer, monkeypatch):

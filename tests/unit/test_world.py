@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from repro import evaluate
-from repro.config import CONFIG_DIR, ConfigError, from_dict, load
-from repro.data import Benchmark, BenchmarkConfig, load_eval_config
+from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
+from repro.core.eval_config import BenchmarkConfig
+from repro.eval import score
+from repro.eval.benchmarks import Benchmark, load_eval_config
 from repro.world import WorldConfig, build_world
 from repro.world.build import FILES
 from repro.world.skills import ARG_NAMES, SKILL_BY_NAME, SKILLS, block_lines, intent, sample_values
@@ -134,9 +135,9 @@ def test_every_canonical_solution_passes_its_tests_in_the_sandbox_and_none_passe
     config = BenchmarkConfig(kind="humaneval", version="tiny world (test)", file=str(out),
                              provide="built by repro.world.build_world", timeout_seconds=3.0)
     benchmark = Benchmark("tinyworld", config, tasks, out, "unpinned", {})
-    samples = [evaluate.Sample(t, 0, task["prompt"] + task["canonical_solution"]) for t, task in tasks.items()]
-    samples += [evaluate.Sample(t, 1, task["prompt"] + "    return None\n") for t, task in tasks.items()]
-    outcomes, _, details = evaluate.score(benchmark, samples, load_eval_config())
+    samples = [score.Sample(t, 0, task["prompt"] + task["canonical_solution"]) for t, task in tasks.items()]
+    samples += [score.Sample(t, 1, task["prompt"] + "    return None\n") for t, task in tasks.items()]
+    outcomes, _, details = score.score(benchmark, samples, load_eval_config())
     assert all(o["passed"] for o in outcomes[:len(tasks)]), [d for d in details if d][:3]
     assert not any(o["passed"] for o in outcomes[len(tasks):])
 

@@ -12,7 +12,6 @@ state via `accelerator.save_state`) and ends where an uninterrupted run ends. Pe
 to `metrics.jsonl`; the final model is saved with `save_pretrained` in `<run_dir>/model`.
 """
 
-import dataclasses
 import json
 import logging
 import math
@@ -20,49 +19,15 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
 
 import torch
 from tqdm import tqdm
 
+from repro.core import runs
+from repro.core.config import CONFIG_DIR
+from repro.core.scale import TrainConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    seq_len: int
-    """Tokens per packed row."""
-    batch_size: int
-    """Rows per optimizer step and process (times `grad_accum_steps` micro-batches)."""
-    lr: float
-    """Peak learning rate after warm-up."""
-    max_steps: int
-    """Optimizer steps; a fixed budget (not wall time) keeps runs reproducible and resumable."""
-    warmup_steps: int
-    """Linear warm-up from 0 to `lr`."""
-    min_lr_ratio: float = 0.1
-    """Cosine decay ends at `lr * min_lr_ratio`."""
-    grad_accum_steps: int = 1
-    """Micro-batches of `batch_size` rows accumulated per step."""
-    weight_decay: float = 0.1
-    """AdamW decoupled weight decay on matrices (not on norms and biases)."""
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    max_grad_norm: float = 1.0
-    """Gradient clipping threshold."""
-    checkpoint_every: int = 200
-    """Steps between resumable checkpoints (0: only the final model)."""
-    log_every: int = 10
-    """Steps between lines in metrics.jsonl."""
-    seed: int = 0
-    """Seeds the data order (and the model init where the caller builds one)."""
-    mixed_precision: Literal["no", "bf16"] = "no"
-    """bf16 autocast on GPUs; CPUs train in fp32 (bf16 matmuls are far slower there)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory (large models)."""
-    deepspeed_config: str | None = None
-    """DeepSpeed JSON (ZeRO stage, offload) such as `configs/deepspeed/zero3.json`; None: plain DDP.
-    Its "auto" micro-batch, accumulation and clipping values are filled from this config."""
 
 
 def pack(texts: Iterable[str], tokenizer, seq_len: int) -> torch.Tensor:
@@ -113,8 +78,6 @@ def _accelerator(cfg: TrainConfig):
 
     plugin = None
     if cfg.deepspeed_config:
-        from repro.config import CONFIG_DIR
-
         plugin = DeepSpeedPlugin(hf_ds_config=str(CONFIG_DIR.parent / cfg.deepspeed_config))
         # No dataloader goes through `prepare`, so accelerate cannot fill these "auto" values itself.
         ds = plugin.deepspeed_config
@@ -127,21 +90,13 @@ def _accelerator(cfg: TrainConfig):
                        gradient_accumulation_steps=cfg.grad_accum_steps, deepspeed_plugin=plugin)
 
 
-def _latest_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    complete = [p for p in run_dir.glob("checkpoint-*") if (p / "COMPLETE").exists()]
-    if not complete:
-        return None
-    best = max(complete, key=lambda p: int(p.name.split("-")[1]))
-    return best, int(best.name.split("-")[1])
-
-
 def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
     """save_state into checkpoint-<step>, marked COMPLETE last; older checkpoints are then removed."""
     path = run_dir / f"checkpoint-{step}"
     shutil.rmtree(path, ignore_errors=True)
     accelerator.save_state(str(path))
     if accelerator.is_main_process:
-        (path / "COMPLETE").write_text(str(step))
+        runs.mark_checkpoint(path, step)
         for old in run_dir.glob("checkpoint-*"):
             if old != path:
                 shutil.rmtree(old, ignore_errors=True)
@@ -166,10 +121,10 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
     # Not prepared: accelerate would step a scheduler once per process; ours counts optimizer steps.
     accelerator.register_for_checkpointing(scheduler)
     start_step = 0
-    if (found := _latest_checkpoint(run_dir)) is not None:
-        accelerator.load_state(str(found[0]))
-        start_step = found[1]
-        log.info("resuming %s from %s", desc, found[0])
+    if (found := runs.latest_checkpoint(run_dir)) is not None:
+        accelerator.load_state(str(found))
+        start_step = runs.checkpoint_step(found)
+        log.info("resuming %s from %s", desc, found)
     metrics_file = run_dir / "metrics.jsonl"
     if start_step == 0:
         metrics_file.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from repro.config import REPO_ROOT
+from repro.core.config import REPO_ROOT
 
 IMAGE_INFO = Path("/opt/ra3-repro/image.json")
 """Written by the Dockerfile at build time."""
@@ -48,16 +48,15 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def hardware(with_gpu: bool = False) -> dict[str, Any]:
+def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
     }
-    if with_gpu:  # importing torch costs seconds, so only where asked
-        import torch
-
+    torch = sys.modules.get("torch")  # loaded by whatever trained or generated; never imported here (seconds)
+    if torch is not None:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
 
@@ -82,15 +81,15 @@ def image() -> dict[str, Any] | None:
     return {"digest": digest, **info}
 
 
-def environment(with_gpu: bool = False) -> dict[str, Any]:
-    from repro.sandbox import sandbox_mode
+def environment() -> dict[str, Any]:
+    from repro.core.sandbox import sandbox_mode
 
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "git": git_state(),
         "libraries": library_versions(),
-        "hardware": hardware(with_gpu),
+        "hardware": hardware(),
         "sandbox": sandbox_mode(),
         "image": image(),
     }

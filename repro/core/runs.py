@@ -1,9 +1,14 @@
-"""Run directories: `runs/<stage>/<config-hash>/`, a completion marker written last, resumable work.
+"""Run directories: `runs/<stage>/<config-hash>/`, completion markers written last, resumable work.
 
 A stage's directory is named by the hash of everything that determines its result (its resolved
 config and the identities of its inputs), so rerunning a finished stage finds `DONE.json` and
-reuses the outputs, and a changed config never reads stale ones. `DONE.json` is written last and
-atomically: a directory without it is unfinished, and its stage resumes from its own checkpoints.
+reuses the outputs, and a changed config never reads stale ones. Two markers, each written last:
+- `DONE.json` (`mark_done`): a finished stage, or a finished part of one (an EM round); a
+  directory without it is unfinished and resumes from its own checkpoints;
+- `COMPLETE` inside `checkpoint-<step>/` (`mark_checkpoint`): a checkpoint written whole, the only
+  kind `latest_checkpoint` returns.
+Files that other tools read have their own "written last" file: `metrics.json` of a scored
+evaluation, `record.json` of a claim run.
 """
 
 import contextlib
@@ -17,10 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from repro.evaluate import atomic_write
+from repro.core.files import atomic_write
 
 RUNS_ROOT = Path(os.environ.get("RA3_RUNS_DIR", "runs"))
 DONE = "DONE.json"
+CHECKPOINT_COMPLETE = "COMPLETE"
 
 
 def _plain(value: Any) -> Any:
@@ -77,3 +83,19 @@ def stage_log(path: Path) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def mark_checkpoint(checkpoint: Path, step: int) -> None:
+    """Mark `checkpoint-<step>` as written whole (after every file of it is on disk)."""
+    (Path(checkpoint) / CHECKPOINT_COMPLETE).write_text(str(step))
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(Path(checkpoint).name.split("-")[1])
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest `checkpoint-<step>` of `run_dir` that was marked complete, or None."""
+    complete = [p for p in Path(run_dir).glob("checkpoint-*") if (p / CHECKPOINT_COMPLETE).exists()]
+    return max(complete, key=checkpoint_step, default=None)
+

@@ -4,7 +4,7 @@
 bigcode/starcoderdata at a pinned commit) through `datasets`, keeps the rows of `spec.text_field`
 that are non-empty, valid UTF-8 and at most `max_chars` long, and stops at `spec.max_snippets`
 snippets or `spec.max_tokens` tokens, whichever comes first. Tokens are counted with the tokenizer
-being trained, plus one EOS per snippet, as `repro.ntp.pack` counts them. The order is the
+being trained, plus one EOS per snippet, as `repro.train.ntp.pack` counts them. The order is the
 dataset's own (files in name order, rows in file order), so the same spec gives the same snippets.
 
 Offline, `local_path` names a directory laid out like the dataset repository (e.g.
@@ -29,7 +29,8 @@ from typing import Any
 
 import datasets
 
-from repro.scale import CorpusSpec
+from repro.core.hub import cached_snapshot, offline
+from repro.core.scale import CorpusSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def load_rows(spec: CorpusSpec, local_path: Path | None = None,
     return builder.as_dataset(split=spec.split), files
 
 
-def _rejection(text: Any, max_chars: int) -> str | None:
+def rejection(text: Any, max_chars: int) -> str | None:
     """Why a row is not a snippet, or None when it is one."""
     if not isinstance(text, str) or not text.strip():
         return "empty"
@@ -72,8 +73,6 @@ def _rejection(text: Any, max_chars: int) -> str | None:
 def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, streaming: bool = True,
                 max_chars: int = MAX_CHARS) -> tuple[list[str], dict[str, Any]]:
     """The snippets of `spec` (hub dataset, or `local_path`) and their identity for the run record."""
-    from repro.fetch import cached_snapshot, offline
-
     from_cache = local_path is None and offline()
     if from_cache:
         local_path = cached_snapshot(spec.dataset, "dataset", spec.revision)
@@ -86,7 +85,7 @@ def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, str
     tokens, stop = 0, "exhausted"
     for row in rows:
         text = row[spec.text_field]
-        reason = _rejection(text, max_chars)
+        reason = rejection(text, max_chars)
         if reason is not None:
             skipped[reason] += 1
             continue

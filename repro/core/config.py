@@ -13,9 +13,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# A checkout reads configs/ in place; an installed wheel carries it as repro/configs.
-CONFIG_DIR = REPO_ROOT / "configs" if (REPO_ROOT / "configs").is_dir() else Path(__file__).resolve().parent / "configs"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_DIR.parent
+# A checkout reads configs/ and paper_tables/ in place; an installed wheel carries them as
+# repro/configs and repro/paper_tables (pyproject.toml's package-dir).
+CONFIG_DIR = REPO_ROOT / "configs" if (REPO_ROOT / "configs").is_dir() else PACKAGE_DIR / "configs"
+PAPER_TABLES = REPO_ROOT / "paper_tables" if (REPO_ROOT / "paper_tables").is_dir() else PACKAGE_DIR / "paper_tables"
 
 T = TypeVar("T")
 

@@ -1,41 +1,23 @@
 """The tiny base model: a byte-level BPE tokenizer and a small Llama trained from scratch here.
 
 Both are saved with `save_pretrained`, so every later stage loads them with `AutoTokenizer` and
-`AutoModelForCausalLM` exactly as it loads a hub model. Training is `repro.ntp.train_causal_lm` on
+`AutoModelForCausalLM` exactly as it loads a hub model. Training is `repro.train.ntp.train_causal_lm` on
 the tiny world's pretraining corpus (functions whose skill blocks carry their intent as a comment
 about half of the time); sizes are in `configs/scales/tiny.yaml` (see DESIGN.md for the sizing
 measurements behind them).
 """
 
-import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
+from repro.core.scale import TinyModelConfig, TokenizerConfig
+
 log = logging.getLogger(__name__)
 
 EOS, PAD = "<|endoftext|>", "<|pad|>"
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenizerConfig:
-    vocab_size: int
-    """BPE vocabulary, special tokens included."""
-    min_frequency: int = 2
-    """A merge needs at least this many occurrences."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TinyModelConfig:
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    intermediate_size: int
-    max_position_embeddings: int
-    tie_word_embeddings: bool = True
-    """Share input and output embeddings (a large share of the parameters at this size)."""
 
 
 def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: Path):

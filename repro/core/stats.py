@@ -142,3 +142,13 @@ def seed_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str
     half = t_quantile(0.5 + confidence / 2, n - 1) * stderr
     return {"mean": mean, "low": mean - half, "high": mean + half, "stderr": stderr, "n_seeds": n,
             "confidence": confidence}
+
+
+def seed_summary(values: list[float], stderrs: list[float]) -> dict[str, float]:
+    """Mean over seeds and its standard error, pooling each seed's sampling error with the spread
+    between seeds: se^2 = (mean of se_i^2 + sample variance over seeds) / seeds (conservative: the
+    seed spread already carries some sampling error)."""
+    values_, stderrs_ = np.asarray(values, dtype=float), np.asarray(stderrs, dtype=float)
+    spread = float(values_.std(ddof=1)) if len(values_) > 1 else 0.0
+    se = float(np.sqrt((np.mean(stderrs_ ** 2) + spread ** 2) / len(values_)))
+    return {"value": float(values_.mean()), "stderr": se, "seed_sd": spread, "seeds": len(values_)}

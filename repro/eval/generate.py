@@ -1,40 +1,20 @@
 """Completions from a causal LM for benchmark prompts: batched HF `generate` on CPU, vLLM on GPUs.
 
-Base models are prompted as base models (no chat template): a function benchmark's prompt is
-the task's own prompt without its trailing whitespace (`repro.evaluate.prompt_for` says why),
-which the model continues. One stop and post-processing rule for every
-method compared, EvalPlus's rule for direct completion:
-- generation stops at EvalPlus's EOS strings (`evalplus.provider.utility.EOS`) plus its extra
-  stops for the dataset (`extra_eos_for_direct_completion`: HumanEval-style prompts stop at a new
-  top-level `def`/`class`/`import`/`from`/`assert`; MBPP-style at `\\n\"\"\"` and `\\nassert`); the
-  raw completion is cut at the earliest of them;
-- the processed sample is `solution = evalplus.sanitize(prompt + completion, entry_point)`;
-- contest prompts (LiveCodeBench, Codeforces) end by opening a Python code block, and the
-  completion is cut at the block's closing fence; the program is the completion.
+Base models are prompted as base models (no chat template): each benchmark kind says what the model
+continues and where a completion stops (`repro/eval/benchmarks/<kind>.py`), one rule for every
+method compared; this module samples `n` completions per prompt and cuts each at the earliest stop.
+torch is imported when generating, not with this module, so scoring alone starts fast.
 """
 
 import importlib.util
 import logging
 from collections.abc import Sequence
 
-import torch
 from tqdm import tqdm
 
-from repro.scale import GenerationConfig
+from repro.core.scale import GenerationConfig
 
 log = logging.getLogger(__name__)
-
-CONTEST_STOPS = ("\n```",)
-CONTEST_PROMPT_SUFFIX = "\n\n```python\n"
-
-
-def stop_strings(kind: str, evalplus_dataset: str | None) -> list[str]:
-    """The stop rule of a benchmark kind (see the module docstring)."""
-    if kind in ("livecodebench", "codeforces"):
-        return list(CONTEST_STOPS)
-    from evalplus.provider.utility import EOS, extra_eos_for_direct_completion
-
-    return [*EOS, *extra_eos_for_direct_completion(evalplus_dataset or "humaneval")]
 
 
 def truncate(text: str, stops: Sequence[str]) -> str:
@@ -45,6 +25,8 @@ def truncate(text: str, stops: Sequence[str]) -> str:
 def generate(model_id: str, prompts: Sequence[str], gen: GenerationConfig, stops: Sequence[str],
              revision: str | None = None) -> list[list[str]]:
     """`gen.n` raw completions per prompt, truncated at the stop strings."""
+    import torch
+
     if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
         outputs = _generate_vllm(model_id, prompts, gen, stops, revision)
     else:
@@ -53,6 +35,7 @@ def generate(model_id: str, prompts: Sequence[str], gen: GenerationConfig, stops
 
 
 def _generate_hf(model_id, prompts, gen, stops, revision) -> list[list[str]]:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)

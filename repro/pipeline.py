@@ -1,0 +1,240 @@
+"""The cached stages every claim composes, in the order data flows through them:
+
+    world (tiny) -> pretrain (tiny) -> base models -> NTP / RA3 -> eval -> RLVR
+
+Each stage's directory is `runs/<stage>/<hash>/`, keyed by the hash of its config and of its inputs'
+identities (`repro.core.runs`); a finished stage is reused, an unfinished one resumes from its
+checkpoints. Claims never read a stage's folder layout themselves: they call these functions.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.core import runs
+from repro.core.config import CONFIG_DIR, ConfigError, load
+from repro.core.files import atomic_write, read_jsonl
+from repro.core.scale import ScaleConfig
+from repro.eval import benchmarks, score
+from repro.rlvr import eval_benchmarks, evaluate_point, read_point, train, train_tasks
+from repro.train.corpus import load_corpus
+from repro.train.ntp import train_causal_lm
+from repro.train.pretrain import init_model, train_tokenizer
+from repro.train.ra3.diagnostics import ra3_diagnostics
+from repro.train.ra3.em import em_loop
+from repro.world import WorldConfig, world_dir
+
+log = logging.getLogger(__name__)
+
+
+def world_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
+    """The tiny code world's files (pretrain/expert corpora, RL and held-out tasks)."""
+    return world_dir(load(WorldConfig, CONFIG_DIR / scale.world), root)
+
+
+def model_identity(model: str) -> str:
+    """A local model's weights sha256 (short), or a hub id as given (with its pinned revision)."""
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.safetensors")):
+        digest.update(file.read_bytes())
+    return f"local:{digest.hexdigest()[:16]}"
+
+
+def pretrain_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
+    """The tiny base model (a `save_pretrained` folder with its tokenizer)."""
+    world = world_stage(scale, root)
+    identity = {"world": runs.read_done(world)["files"], "tokenizer": scale.tokenizer,
+                "model": scale.tiny_model, "train": scale.pretrain}
+    path = runs.stage_dir("pretrain", identity, root)
+    if runs.is_done(path):
+        return path / "model"
+    with runs.stage_log(path):
+        texts = [row["text"] for row in read_jsonl(world / "pretrain.jsonl")]
+        tokenizer = train_tokenizer(texts, scale.tokenizer, path / "tokenizer")  # deterministic: redo on resume
+        model = init_model(tokenizer, scale.tiny_model, scale.pretrain.seed)
+        summary = train_causal_lm(model, tokenizer, texts, scale.pretrain, path, desc="pretraining")
+        log.info("pretraining done: %s", json.dumps(summary))
+    runs.mark_done(path, summary)
+    return path / "model"
+
+
+def expert_texts(scale: ScaleConfig, tokenizer, root: Path | None = None) -> tuple[list[str], object]:
+    """The mid-training corpus and its identity: the tiny world's expert split, or the pinned corpus."""
+    if scale.corpus is None:
+        world = world_stage(scale, root)
+        texts = [row["text"] for row in read_jsonl(world / "expert.jsonl")]
+        return texts, runs.read_done(world)["files"]["expert.jsonl"]
+    return load_corpus(scale.corpus, tokenizer)
+
+
+def base_models(scale: ScaleConfig, root: Path | None = None) -> list[tuple[str, str]]:
+    """(table name, local model folder) of each base model: the tiny model pretrained here, or each
+    hub model at its pinned revision (from the Hugging Face cache; `ra3-repro fetch` fills it)."""
+    if not scale.models:
+        return [("tiny", str(pretrain_stage(scale, root)))]
+    from huggingface_hub import snapshot_download
+
+    return [(spec.name, snapshot_download(spec.hub_id, revision=spec.revision)) for spec in scale.models]
+
+
+def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
+    """NTP mid-training of `base_model` on the scale's expert corpus (`seed`: the data order's seed,
+    default the config's)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    texts, corpus_identity = expert_texts(scale, tokenizer, root)
+    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "train": train}
+    path = runs.stage_dir("ntp", identity, root)
+    if runs.is_done(path):
+        return path / "model"
+    with runs.stage_log(path):
+        model = AutoModelForCausalLM.from_pretrained(base_model)
+        summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"NTP (seed {train.seed})")
+        log.info("NTP done: %s", json.dumps(summary))
+    runs.mark_done(path, summary)
+    return path / "model"
+
+
+def ra3_settings(scale: ScaleConfig, seed: int | None = None, penalty: float | None = None):
+    """The scale's RA3 and M-step settings with a run's seed (E-step sampling and M-step data order)
+    and, for the penalty ablation, its penalty c."""
+    if scale.ra3 is None:
+        raise ConfigError(f"scale {scale.name} has no `ra3` settings in configs/scales/{scale.name}.yaml")
+    ra3, mstep = scale.ra3, scale.ntp
+    if seed is not None:
+        ra3, mstep = dataclasses.replace(ra3, seed=seed), dataclasses.replace(mstep, seed=seed)
+    if penalty is not None:
+        ra3 = dataclasses.replace(ra3, penalty=penalty)
+    return ra3, mstep
+
+
+def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None,
+              penalty: float | None = None) -> Path:
+    """RA3 mid-training of `base_model`: the EM loop on the scale's expert corpus. Returns the stage
+    directory: every round (`ra3_rounds`, the final model `ra3_model`), diagnostics.json, estep.png
+    and examples.md."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ra3, mstep = ra3_settings(scale, seed, penalty)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    texts, corpus_identity = expert_texts(scale, tokenizer, root)
+    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3, "mstep": mstep}
+    path = runs.stage_dir("ra3", identity, root)
+    if runs.is_done(path):
+        return path
+    with runs.stage_log(path):
+        model = AutoModelForCausalLM.from_pretrained(base_model)
+        summaries = em_loop(model, tokenizer, texts, ra3, mstep, path,
+                            on_estep=lambda m: log.info("E-step %s", json.dumps(m)))
+        rows = read_jsonl(world_stage(scale, root) / "expert.jsonl") if scale.corpus is None else None
+        diagnostics = ra3_diagnostics(path, rows)
+        log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
+    runs.mark_done(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
+    return path
+
+
+def ra3_rounds(stage: Path) -> list[Path]:
+    """The EM round directories of an RA3 stage, in order (each: estep.jsonl, infused.jsonl,
+    metrics.jsonl of its M-step, model/)."""
+    return sorted(Path(stage).glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def ra3_model(stage: Path) -> Path:
+    """The final round's model of an RA3 stage."""
+    return ra3_rounds(stage)[-1] / "model"
+
+
+def eval_stage(model: str, benchmark: str, generation, root: Path | None = None, workers: int | None = None) -> Path:
+    """`model`'s completions on `benchmark`, scored in the sandbox: a directory with samples,
+    outcomes.jsonl and metrics.json, cached by (model weights, benchmark data, decoding settings)."""
+    config = benchmarks.load_eval_config()
+    bench = benchmarks.load_benchmark(benchmark, config)
+    identity = {"model": model_identity(model), "benchmark": benchmark, "data_sha256": bench.sha256,
+                "generation": generation, "sandbox": config.sandbox, "scoring": bench.config}
+    path = runs.stage_dir("eval", identity, root)
+    if runs.is_done(path):
+        return path
+    with runs.stage_log(path):
+        metrics = score.evaluate_model(model, bench, config, generation, path, workers=workers)
+        log.info("%s on %s: pass@1 %.4f", model, benchmark, metrics["pass@1"])
+    runs.mark_done(path, {k: metrics[k] for k in metrics if k.startswith("pass@")} | {"model": model})
+    return path
+
+
+def evaluate_into(out_dir: Path, label: str, model: str, benchmark: str, generation,
+                  root: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """Evaluate (cached in runs/eval) and copy the outcome files into OUT/evals/LABEL/, so a claim's
+    run directory carries its evidence. Returns (outcomes.jsonl relative to OUT, metrics)."""
+    source = eval_stage(model, benchmark, generation, root)
+    dest = Path(out_dir) / "evals" / label
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("outcomes.jsonl", "metrics.json", "generation.json", "samples.jsonl"):
+        shutil.copyfile(source / name, dest / name)
+    metrics = json.loads((source / "metrics.json").read_text())
+    return str((dest / "outcomes.jsonl").relative_to(out_dir)), metrics
+
+
+def rlvr_stage(scale: ScaleConfig, init_model: str, seed: int, root: Path | None = None) -> Path:
+    """One GRPO run from `init_model` with `seed` (data order, rollouts and curve sampling), cached in
+    runs/rlvr/<hash>/: `curve.json` holds pass@1 per benchmark at step 0 and every `eval_every` steps."""
+    cfg = scale.rlvr
+    if cfg is None:
+        raise ConfigError(f"scale {scale.name} has no `rlvr` settings in configs/scales/{scale.name}.yaml")
+    eval_config = benchmarks.load_eval_config()
+    tasks = train_tasks(cfg, eval_config)
+    curve_benchmarks = eval_benchmarks(cfg, eval_config)
+    gen = dataclasses.replace(scale.generation, n=cfg.eval_n, seed=seed)
+    identity = {"init": model_identity(init_model), "rlvr": cfg, "seed": seed,
+                "train_tasks": {"name": tasks.name, "sha256": tasks.sha256, "n": len(tasks.tasks)},
+                "eval": {name: {"sha256": b.sha256, "tasks": len(b.tasks)} for name, b in curve_benchmarks.items()},
+                "generation": gen, "sandbox": eval_config.sandbox,
+                "scoring": {name: b.config for name, b in curve_benchmarks.items()}}
+    path = runs.stage_dir("rlvr", identity, root)
+    if runs.is_done(path):
+        return path
+    if cfg.torch_threads is not None:
+        torch.set_num_threads(cfg.torch_threads)
+    curve: dict[int, dict[str, float]] = {}
+
+    def point(step: int, model_dir: Path) -> None:
+        evaluation_start = time.monotonic()
+        curve[step] = evaluate_point(model_dir, curve_benchmarks, eval_config, gen, path / "curve" / f"step-{step}",
+                                     cfg.reward_workers)
+        rows = [json.loads(line) for line in open(path / "metrics.jsonl")] if step else []
+        recent = [r["reward"] for r in rows if step - cfg.eval_every < r["step"] <= step]
+        log.info("step %d: pass@1 %s (evaluated in %.1f s)%s", step, json.dumps(curve[step]),
+                 time.monotonic() - evaluation_start, f"; mean training reward of the last {len(recent)} steps "
+                 f"{sum(recent) / len(recent):.3f}" if recent else "")
+
+    started = time.monotonic()
+    with runs.stage_log(path):
+        log.info("RLVR from %s, seed %d, %d training tasks (%s)", init_model, seed, len(tasks.tasks), tasks.name)
+        point(0, Path(init_model))
+        if (resume := runs.latest_checkpoint(path)) is not None:  # killed during its evaluation
+            point(runs.checkpoint_step(resume), resume)
+        summary = train(init_model, tasks, cfg, path, seed, eval_config, on_checkpoint=point)
+        done_steps = sorted(int(p.name.split("-")[1]) for p in (path / "curve").glob("step-*"))
+        # Every point from its files, those evaluated before a kill included.
+        curve = {step: read_point(path / "curve" / f"step-{step}", curve_benchmarks) for step in done_steps}
+        record = {"init_model": init_model, "seed": seed, "steps": done_steps,
+                  "pass@1": {name: [curve[s][name] for s in done_steps] for name in curve_benchmarks},
+                  "train": summary, "eval_tasks": {name: len(b.tasks) for name, b in curve_benchmarks.items()},
+                  "stage_seconds_this_session": round(time.monotonic() - started, 1)}
+        atomic_write(path / "curve.json", json.dumps(record, indent=2) + "\n")
+        log.info("RLVR done: %s", json.dumps(summary))
+    runs.mark_done(path, record)
+    for checkpoint in path.glob("checkpoint-*"):  # optimizer states are not needed once the run is done
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return path

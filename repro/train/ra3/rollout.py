@@ -1,0 +1,202 @@
+"""RA3 rollouts: sampling where to think and what, for a batch of snippets through one KV cache.
+
+Rollouts are batched (all snippets x G samples of an E-step step; `rollout_batch_size` snippets when
+infusing the corpus) through one shared KV cache: one prefill of every row's snippet gives every
+decision up to the row's first thought; rows that think then generate their thoughts together, token
+by token, from the cached prefix, and the rest of each such snippet is prefilled once after its
+thought. Rows advance by different amounts, so a row's unused or discarded cache slots are holes in
+the attention mask and position ids count its real tokens only; generation only happens where a think
+was sampled. Each row draws from its own random generator, so its thoughts do not depend on its
+batch. `naive_rollout` re-encodes the whole prefix at every line and every thought token, one row at a
+time, as a reference for tests and `benchmarks/estep_throughput.py`.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+
+import torch
+
+from repro.core.scale import RA3Config
+from repro.train.ra3.thoughts import Segment, build_infused, decision_point
+
+
+def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _think_probability(logits: torch.Tensor, comment_ids: torch.Tensor, temperature: float) -> float:
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+    return float(torch.logsumexp(logp[comment_ids], dim=0).exp())
+
+
+def _token_positions(tokenizer, text: str, chars: dict[int, int], shift: int = 0) -> tuple[list[int], dict[int, int]]:
+    """Token ids of `text` and, for each boundary, the index of the token starting at its character
+    (offsets relative to `text` + `shift`); boundaries without such a token are left out."""
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    starts = {s + shift: j for j, (s, _) in enumerate(enc["offset_mapping"])}
+    return enc["input_ids"], {k: starts[c] for k, c in chars.items() if c in starts}
+
+
+@dataclasses.dataclass
+class _Row:
+    """One rollout in a batch: its snippet, what it still has to feed, and the thoughts taken so far."""
+    text: str
+    segments: Sequence[Segment]
+    chars: dict[int, int]
+    generator: torch.Generator
+    chunk: list[int]
+    """Tokens to prefill next (the snippet, or its rest after a thought)."""
+    positions: dict[int, int]
+    """Boundary -> index in `chunk` of its decision token."""
+    length: int = 0
+    """Real tokens in the cache so far (the next token's position id)."""
+    thoughts: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+class _BatchCache:
+    """A KV cache shared by a batch of rollouts that advance by different amounts: every forward
+    appends one column per token slot to all member rows, and a row's unused or discarded slots
+    become holes in the attention mask (position ids count only a row's real tokens), so no row
+    ever re-encodes its prefix. Rows that finished leave the batch (`retain`), so later waves cost
+    only what the rows still thinking need."""
+
+    def __init__(self, model, rows: list[_Row], pad_id: int):
+        self.model, self.rows, self.pad_id = model, rows, pad_id
+        self.members = list(range(len(rows)))
+        self.cache, self.mask = None, torch.zeros(len(rows), 0, dtype=torch.long)
+
+    def feed(self, tokens: dict[int, list[int]]) -> dict[int, torch.Tensor]:
+        """Append each given row's tokens (member rows not given get masked slots); returns each
+        given row's logits for its tokens."""
+        width = max(len(t) for t in tokens.values())
+        ids = torch.full((len(self.members), width), self.pad_id)
+        mask = torch.zeros(len(self.members), width, dtype=torch.long)
+        for i, b in enumerate(self.members):
+            if b in tokens:
+                ids[i, : len(tokens[b])] = torch.tensor(tokens[b])
+                mask[i, : len(tokens[b])] = 1
+        position_ids = torch.tensor([self.rows[b].length for b in self.members])[:, None] + torch.arange(width)[None]
+        self.mask = torch.cat([self.mask, mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids, cache=self.cache,
+                         use_cache=True)
+        self.cache = out.cache
+        logits = {}
+        for i, b in enumerate(self.members):
+            if b in tokens:
+                self.rows[b].length += len(tokens[b])
+                logits[b] = out.logits[i, : len(tokens[b])]
+        return logits
+
+    def void_last(self, b: int, count: int) -> None:
+        """Forget the last `count` tokens row `b` fed (they came after its decision to think)."""
+        if count:
+            i = self.members.index(b)
+            real = self.mask[i].nonzero()[:, 0]
+            self.mask[i, real[-count:]] = 0
+            self.rows[b].length -= count
+
+    def retain(self, rows: list[int]) -> None:
+        if rows != self.members:
+            index = torch.tensor([self.members.index(b) for b in rows], dtype=torch.long)
+            self.cache.batch_select_indices(index)
+            self.mask, self.members = self.mask[index], list(rows)
+
+
+@torch.no_grad()
+def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence[Segment]], cfg: RA3Config,
+            comment_ids: torch.Tensor, generators: Sequence[torch.Generator]) -> list[dict[int, str]]:
+    """One thought set per row, all rows batched through one KV cache (see the module docstring).
+
+    Row b draws every random number from `generators[b]`, in the order `naive_rollout` does, so a
+    row's thoughts do not depend on the other rows of its batch (up to floating-point ties)."""
+    rows = []
+    for text, segments, generator in zip(texts, segmented, generators, strict=True):
+        chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
+        ids, positions = _token_positions(tokenizer, text, chars)
+        rows.append(_Row(text, segments, chars, generator, ids, positions))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    cache = _BatchCache(model, rows, pad_id)
+    while any(row.chunk for row in rows):
+        fed = {b: row.chunk for b, row in enumerate(rows) if row.chunk}
+        logits = cache.feed(fed)
+        thinking = {}
+        for b, chunk in fed.items():
+            row, row_logits = rows[b], logits[b]
+            row.chunk = []
+            for k in sorted(row.positions, key=row.positions.get):
+                j = row.positions[k]
+                if j == 0:
+                    continue
+                if torch.rand((), generator=row.generator) < _think_probability(row_logits[j - 1], comment_ids,
+                                                                                 cfg.temperature):
+                    cache.void_last(b, len(chunk) - j)  # the expert tokens after the decision give way to a thought
+                    thinking[b] = (k, row_logits[j - 1])
+                    break
+        if not thinking:
+            break
+        cache.retain(sorted(thinking))  # rows that acted to their end are finished
+        tokens = {}
+        for b, (_, decision_logits) in thinking.items():
+            allowed = torch.full_like(decision_logits, float("-inf"))
+            allowed[comment_ids] = decision_logits[comment_ids]
+            tokens[b] = [_sample(allowed, cfg.temperature, rows[b].generator)]
+        active = set(tokens)
+        while active:
+            step_logits = cache.feed({b: [tokens[b][-1]] for b in active})
+            for b in sorted(active):
+                if len(tokens[b]) >= cfg.max_thought_tokens:
+                    active.discard(b)
+                    continue
+                token = _sample(step_logits[b][-1], cfg.temperature, rows[b].generator)
+                if "\n" in tokenizer.decode([token]):
+                    active.discard(b)
+                    continue
+                tokens[b].append(token)
+        for b, (k, _) in thinking.items():
+            row = rows[b]
+            decoded = tokenizer.decode(tokens[b])
+            row.thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
+            rest_start = row.segments[k].code_start
+            rest_chars = {kk: row.chars[kk] - rest_start + 1 for kk in row.chars if kk > k}
+            row.chunk, row.positions = _token_positions(tokenizer, "\n" + row.text[rest_start:], rest_chars)
+    return [row.thoughts for row in rows]
+
+
+@torch.no_grad()
+def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg: RA3Config,
+                  comment_ids: torch.Tensor, generator: torch.Generator) -> dict[int, str]:
+    """The reference rollout of one row: the whole infused prefix is re-encoded for every decision
+    and every thought token (no cache, no batch). Same random draws in the same order as a row of
+    `rollout`, so a shared generator gives the same thoughts up to floating-point ties. Only for
+    tests and `benchmarks/estep_throughput.py`."""
+    thoughts: dict[int, str] = {}
+    for k in range(1, len(segments)):
+        infused = build_infused(text, segments, thoughts)
+        enc = tokenizer(infused.text, return_offsets_mapping=True, add_special_tokens=False)
+        starts = {s: j for j, (s, _) in enumerate(enc["offset_mapping"])}
+        j = starts.get(infused.decisions[k])
+        if j is None or j == 0:
+            continue
+        prefix = enc["input_ids"][:j]
+        logits = model(input_ids=torch.tensor([prefix])).logits[0, -1]
+        if torch.rand((), generator=generator) >= _think_probability(logits, comment_ids, cfg.temperature):
+            continue
+        allowed = torch.full_like(logits, float("-inf"))
+        allowed[comment_ids] = logits[comment_ids]
+        tokens = [_sample(allowed, cfg.temperature, generator)]
+        while len(tokens) < cfg.max_thought_tokens:
+            token = _sample(model(input_ids=torch.tensor([prefix + tokens])).logits[0, -1], cfg.temperature,
+                            generator)
+            if "\n" in tokenizer.decode([token]):
+                break
+            tokens.append(token)
+        decoded = tokenizer.decode(tokens)
+        thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
+    return thoughts
+
+
+def row_generators(generator: torch.Generator, n: int) -> list[torch.Generator]:
+    """`n` independent generators seeded from `generator`: one per rollout row."""
+    seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
+    return [torch.Generator().manual_seed(s) for s in seeds]
