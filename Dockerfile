@@ -60,7 +60,7 @@ RUN useradd --create-home --uid 10001 --shell /bin/bash ra3 \
     && mkdir -p /runs /cache \
     && chown ra3:ra3 /runs /cache
 
-# What `--cache /cache` sets (repro/fetch.py cache_env; tests/unit/test_image.py keeps the two equal).
+# What `--cache /cache` sets (repro/core/hub.py cache_env; tests/unit/test_image.py keeps the two equal).
 ENV RA3_RUNS_DIR=/runs \
     XDG_CACHE_HOME=/cache \
     HF_HOME=/cache/huggingface \

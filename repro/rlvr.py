@@ -3,7 +3,7 @@ its task's tests in the sandbox, with the oracle that grades the benchmarks.
 
 Paper: RA3 (arXiv:2509.25810), the RLVR figure: GRPO with the DeepCoder recipe on
 AReaL-boba-2-RL-Code (~7.7K problems filtered from DeepCoder's data), curves on HumanEval+, MBPP+,
-LiveCodeBench and Codeforces; the hyperparameters are not given (../shared/paper/RA3.md). The
+LiveCodeBench and Codeforces; the hyperparameters are not given. The
 settings live in each scale's `rlvr:` block (`RLVRConfig`, field names of TRL's `GRPOConfig`).
 
 - Tasks: `train_benchmark`, a benchmark of configs/eval.yaml (tiny: `tiny-rl`, the tiny world's

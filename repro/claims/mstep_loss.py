@@ -1,13 +1,12 @@
 """Claim `mstep_loss`: the M-step cross-entropy on thought-infused data is clearly lower than NTP's
 loss on raw data, for all three models.
 
-Where: RA3 (arXiv:2509.25810), Fig. 3 (training loss curves); `paper/RA3.md`, claim `mstep_loss`.
+Where: RA3 (arXiv:2509.25810), Fig. 3 (training loss curves).
 
-Commands and cost:
+Commands (what a run costs: `COST` below, also printed by `ra3-repro list`):
     ra3-repro mstep_loss [--scale tiny|small|paper] [--seeds N] [--set section.key=value ...] [--out DIR]
     ra3-repro verify DIR
-It reuses the NTP and RA3 stages of `table1` (cached in runs/: run after table1 it costs only the
-held-out scoring, well under a minute at tiny scale); alone it trains them first.
+It reuses the NTP and RA3 stages of `table1` (cached in runs/); alone it trains them first.
 
 What is measured, per model and seed:
 - Training loss (what Fig. 3 plots): NTP's loss on raw code and each M-step round's loss on infused
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CLAIM = "mstep_loss"
 CONFIG = CONFIG_DIR / "claims" / "mstep_loss.yaml"
-COST = {"tiny": "under a minute after table1 (its stages are cached), about 6 min per seed alone",
+COST = {"tiny": "8 s after table1 (its stages are cached: one CI run), about 6 min per seed alone",
         "small": "the table1 stages plus minutes of scoring on one GPU", "paper": "the table1 stages"}
 
 

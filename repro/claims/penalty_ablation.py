@@ -3,14 +3,13 @@ every line (costly, no gain over NTP); c=0.05 (the default) gives a mean thought
 tokens and under 40% of steps needing a full rollout, and the best HumanEval+MBPP score; c=0.2
 almost never thinks (close to NTP).
 
-Where: RA3 (arXiv:2509.25810), the penalty ablation figure; `paper/RA3.md`, claim `penalty_ablation`.
+Where: RA3 (arXiv:2509.25810), the penalty ablation figure.
 
-Commands and cost:
+Commands (what a run costs: `COST` below, also printed by `ra3-repro list`):
     ra3-repro penalty_ablation [--scale tiny|small|paper] [--seeds N] [--set section.key=value ...] [--out DIR]
     ra3-repro verify DIR
 One RA3 run per penalty and seed (the default c is shared with `table1`'s cached stage) and one
-evaluation of each on the scale's ablation benchmarks, plus NTP's for reference. Tiny: about 4 min
-of RA3 and 1 min of evaluation per extra penalty and seed on 2 cores.
+evaluation of each on the scale's ablation benchmarks, plus NTP's for reference.
 
 Measured per penalty (the final EM round's E-step, its last `tail_steps` steps): the think rate
 (share of decision points where a thought was sampled, i.e. that needed a full rollout: the

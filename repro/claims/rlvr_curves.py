@@ -2,20 +2,19 @@
 higher final score than started from the base model or from NTP mid-training.
 
 Where: RA3 (arXiv:2509.25810), the RLVR figure (GRPO with the DeepCoder recipe on
-AReaL-boba-2-RL-Code; curves on HumanEval+, MBPP+, LiveCodeBench, Codeforces); `paper/RA3.md`, claim
-`rlvr_curves`. No curve values are published: the checks are orderings and convergence statistics.
+AReaL-boba-2-RL-Code; curves on HumanEval+, MBPP+, LiveCodeBench, Codeforces). No curve values are published: the checks are orderings and convergence statistics.
 
-Commands and cost:
+Commands (what a run costs: `COST` below, also printed by `ra3-repro list`):
     ra3-repro rlvr_curves [--scale tiny|small|paper] [--seeds N] [--set rlvr.KEY=VALUE ...] [--out DIR]
     ra3-repro verify DIR
 - tiny (default; 2 CPU cores, offline): 3 inits x N seeds GRPO runs of the tiny scale's `rlvr` block
   (30 steps of 32 completions; pass@1 on the 200 tiny-heldout tasks, one sample each, at steps 0,
-  10, 20, 30); measured in the README. It needs NTP and RA3 of each mid-training seed (`table1`'s
-  cached stages; built first if absent, about 1 + 5 minutes per seed).
+  10, 20, 30). It needs NTP and RA3 of each mid-training seed (`table1`'s cached stages; built
+  first if absent).
 - small/paper: the same on GPUs with vLLM generation (paper: DeepSpeed ZeRO-3), AReaL-boba-2-RL-Code
-  and the four benchmarks; GPU-days, untested here.
+  and the four benchmarks; untested here.
 
-Method: for each base model of the scale and each seed s, GRPO (`repro.rlvr.rlvr_stage`) from the
+Method: for each base model of the scale and each seed s, GRPO (`repro.pipeline.rlvr_stage`) from the
 base model, from NTP of mid-training seed s and from RA3 of mid-training seed s, with RL seed s
 (data order, rollouts, and the curves' sampling: the inits of one seed share their random numbers).
 The run directory holds record.json, rlvr_curves.png (mean and min-max range over seeds, one panel

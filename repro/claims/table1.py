@@ -3,17 +3,16 @@ HumanEval+ and MBPP+ (pass@1, and the average pass@5) for Llama-3.2-1B, Qwen-2.5
 Llama-3.1-8B; averaged over the three models about +7.7 average pass@1 over base and +3.5 over NTP.
 One cell goes the other way (Llama-3.1-8B MBPP: RA3 48.0 < NTP 48.6).
 
-Where: RA3 (arXiv:2509.25810), the main mid-training table; `paper/RA3.md`, claim `table1`. The
-paper's numbers are data in `paper_tables/table1.csv` (a secondary transcription: check the PDF).
+Where: RA3 (arXiv:2509.25810), the main mid-training table. The paper's numbers are data in
+`paper_tables/table1.csv` (a secondary transcription: check the PDF).
 
-Commands and cost:
+Commands (what a run costs: `COST` below, also printed by `ra3-repro list`):
     ra3-repro table1 [--scale tiny|small|paper] [--seeds N] [--set section.key=value ...] [--out DIR]
     ra3-repro verify DIR
 - tiny (default; offline, CPU): the tiny world, its base model pretrained here, NTP and RA3 for each
-  seed, each evaluated on the tiny held-out compositions and real HumanEval (n=5 samples, pass@1 and
-  pass@5). Measured on 2 cores: see README (about 4 min pretraining, then per seed about 1 min NTP,
-  4 min RA3 and 3 min of evaluation). Stages are cached in runs/, so a rerun is seconds.
-- small: Qwen-2.5-1.5B on a 50k-snippet corpus, one GPU, hours; paper: three models, many GPU-days.
+  seed, each evaluated on the scale's benchmarks (n=5 samples, pass@1 and pass@5). Stages are cached
+  in runs/, so a rerun is seconds.
+- small: Qwen-2.5-1.5B on a 50k-snippet corpus, one GPU; paper: the three models.
 
 Method: for every base model of the scale and every seed s, NTP and RA3 mid-training with seed s
 (data order, E-step sampling), and every method evaluated with sampling seed s (the base model is
@@ -28,11 +27,11 @@ Checks (`check`):
   INCONCLUSIVE when it covers 0.
 - small/paper: absolute cells against the paper's value, band = z * sqrt(se_paper^2 + se^2), with
   se_paper the binomial standard error of the paper's value on the benchmark's size and se ours
-  (sampling pooled with the seed spread, `common.seed_summary`).
-- tiny: there is no paper number; the differences are checked against expectations calibrated from
+  (sampling pooled with the seed spread, `repro.core.stats.seed_summary`).
+- tiny (`verdicts: calibrated` in its scale config): there is no paper number; the differences are checked against expectations calibrated from
   real runs (configs/claims/table1.yaml: mean and seed spread of each difference, the command that
   measured them), band = mean +- guard_z * max(sqrt(sd^2 / seeds + sd^2 / calibration seeds),
-  the bootstrap interval's standard error) (`common.guard_verdict`). Each says whether the tiny world
+  the bootstrap interval's standard error) (`repro.claims.verdicts.guard_verdict`). Each says whether the tiny world
   reproduces the paper's direction.
 """
 
@@ -278,5 +277,6 @@ def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
     return out
 
 
-COST = {"tiny": "about 20 min for 3 seeds on 2 CPU cores (README)", "small": "hours on one 80 GB GPU",
+COST = {"tiny": "1 seed from nothing: 10 min 52 s and 11 min 16 s on 2 CPU cores (two CI runs, record `seconds`); "
+                "3 seeds: 65 min on 2 cores shared with other jobs", "small": "hours on one 80 GB GPU",
         "paper": "GPU-days (three models, 3.5M snippets)"}

@@ -2,15 +2,13 @@
 samples (about |Z| log(|Z|/delta) / sigma), and options of length tau shorten the effective horizon
 1 / (1 - gamma_bar), gamma_bar = sup E[gamma^tau], so value iteration converges in fewer iterations.
 
-Where: RA3 (arXiv:2509.25810) Theorem 3.5 (pruning) and Theorem 3.6 (RL convergence); in our notes
-`paper/RA3.md`, claim `theory`. This module checks both numerically on seeded random tabular MDPs.
+Where: RA3 (arXiv:2509.25810) Theorem 3.5 (pruning) and Theorem 3.6 (RL convergence). This module checks both numerically on seeded random tabular MDPs.
 Not measured: Thm 3.5's conclusion on the value lost by pruning, E[Delta(M, Z_hat)] <= epsilon;
 the pruning checks are on the sample count, the theorem's scaling claim.
 
-Commands (numpy only, CPU; the shipped config takes about 2 s on 2 cores: 1.3 s pruning, 0.1 s
-convergence, the rest plots and provenance):
-    ra3-repro theory [--config configs/claims/theory.yaml]   # run(): record.json, pruning.png, convergence.png
-    ra3-repro verify RUN_DIR                                  # check(): one verdict line per cell
+Commands (numpy only, CPU; what a run costs: `COST` below, also printed by `ra3-repro list`):
+    ra3-repro theory [--seeds N] [--out DIR]   # run(): record.json, pruning.png, convergence.png
+    ra3-repro verify RUN_DIR                   # check(): one verdict line per cell
 
 The exact theorem statements are UNCERTAIN in our sources (secondary transcriptions), so the
 operational reading below is ours; every value lives in `configs/claims/theory.yaml`.
@@ -144,7 +142,8 @@ class TheoryConfig:
             raise ValueError("; ".join(problems))
 
 
-COST = {"tiny": "about 2 s on 2 CPU cores (numpy only)", "small": "the same", "paper": "the same"}
+COST = {"tiny": "2.9 s on 2 CPU cores (numpy only: 1.3 s pruning, 0.1 s convergence, the rest plots and provenance)",
+        "small": "the same (the experiments do not depend on the scale)", "paper": "the same"}
 
 
 def load_config(path: Path | None = None) -> TheoryConfig:

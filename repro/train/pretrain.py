@@ -3,8 +3,8 @@
 Both are saved with `save_pretrained`, so every later stage loads them with `AutoTokenizer` and
 `AutoModelForCausalLM` exactly as it loads a hub model. Training is `repro.train.ntp.train_causal_lm` on
 the tiny world's pretraining corpus (functions whose skill blocks carry their intent as a comment
-about half of the time); sizes are in `configs/scales/tiny.yaml` (see DESIGN.md for the sizing
-measurements behind them).
+about half of the time); sizes, with the measurements behind
+them, are in `configs/scales/tiny.yaml`.
 """
 
 import logging

@@ -10,6 +10,8 @@ from repro.claims import module
 from repro.claims.record import load_record, per_task
 from repro.core.stats import paired_bootstrap
 
+pytestmark = pytest.mark.slow  # trains and evaluates the tiny pipeline (minutes)
+
 
 @pytest.mark.parametrize("claim", ["table1", "mstep_loss", "penalty_ablation", "rlvr_curves"])
 def test_tiny_claims_pass_their_checks(tiny_runs, claim):

