@@ -24,6 +24,22 @@ PENALTY_SMOKE = ("ntp.max_steps=50", "ra3.rounds=1", "ra3.estep_steps=4", "gener
 RLVR_SMOKE = ("rlvr.max_steps=4", "rlvr.eval_every=2", "rlvr.eval_tasks=40")
 
 
+# Every mid-training claim runs here, in this order (later claims reuse earlier claims' cached stages),
+# with these `--set` overrides; `theory` is tested on its own (tests/unit/test_theory.py).
+TINY_RUNS = {"table1": (), "mstep_loss": (), "penalty_ablation": PENALTY_SMOKE, "rlvr_curves": RLVR_SMOKE}
+
+
+def pytest_generate_tests(metafunc):
+    """`tiny_claim`: each claim of TINY_RUNS in turn."""
+    if "tiny_claim" in metafunc.fixturenames:
+        metafunc.parametrize("tiny_claim", list(TINY_RUNS))
+
+
+@pytest.fixture(scope="session")
+def tiny_claims() -> list[str]:
+    return list(TINY_RUNS)
+
+
 def _run(claim: str, out: Path, sets=()) -> dict:
     scale = resolve_scale("tiny", sets)
     module(claim).run(scale, TINY_SEEDS, out, sets)
@@ -35,10 +51,8 @@ def tiny_runs(tmp_path_factory) -> Path:
     """A directory of tiny claim runs: table1 and mstep_loss with the shipped settings, the penalty
     ablation and the RLVR curves shortened."""
     root = tmp_path_factory.mktemp("claims")
-    _run("table1", root / "table1")
-    _run("mstep_loss", root / "mstep_loss")
-    _run("penalty_ablation", root / "penalty_ablation", PENALTY_SMOKE)
-    _run("rlvr_curves", root / "rlvr_curves", RLVR_SMOKE)
+    for claim, sets in TINY_RUNS.items():
+        _run(claim, root / claim, sets)
     return root
 
 

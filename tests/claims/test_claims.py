@@ -6,15 +6,19 @@ import shutil
 import pytest
 
 from repro import cli
-from repro.claims import module
+from repro.claims import CLAIMS, module
 from repro.claims.record import load_record, per_task
 from repro.core.stats import paired_bootstrap
 
 pytestmark = pytest.mark.slow  # trains and evaluates the tiny pipeline (minutes)
 
 
-@pytest.mark.parametrize("claim", ["table1", "mstep_loss", "penalty_ablation", "rlvr_curves"])
-def test_tiny_claims_pass_their_checks(tiny_runs, claim):
+def test_every_claim_has_a_tiny_run_here(tiny_claims):
+    assert set(tiny_claims) | {"theory"} == set(CLAIMS)
+
+
+def test_tiny_claims_pass_their_checks(tiny_runs, tiny_claim):
+    claim = tiny_claim
     record = load_record(tiny_runs / claim)
     verdicts = module(claim).check(record)
     assert verdicts and all(v.claim == claim for v in verdicts)
