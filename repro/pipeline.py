@@ -29,6 +29,7 @@ from repro.train.ntp import train_causal_lm
 from repro.train.pretrain import init_model, train_tokenizer
 from repro.train.ra3.diagnostics import ra3_diagnostics
 from repro.train.ra3.em import em_loop
+from repro.train.teacher import true_intent_corpus
 from repro.world import WorldConfig, world_dir
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,31 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
         model = AutoModelForCausalLM.from_pretrained(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"NTP (seed {train.seed})")
         log.info("NTP done: %s", json.dumps(summary))
+    runs.mark_done(path, summary)
+    return path / "model"
+
+
+def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
+    """Synthetic reasoning: NTP of `base_model` on the expert corpus with a teacher's comments (the tiny
+    world's true intents at every block start), with NTP's settings and seed. Returns the model folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if scale.corpus is not None:
+        raise ConfigError(f"scale {scale.name}: a teacher model for the hub corpus is not available yet; "
+                          "synthetic reasoning runs at the tiny scale, whose teacher is the world's true intents")
+    train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
+    world = world_stage(scale, root)
+    texts = true_intent_corpus(read_jsonl(world / "expert.jsonl"))
+    identity = {"base": model_identity(base_model), "corpus": runs.read_done(world)["files"]["expert.jsonl"],
+                "teacher": "tiny world: true intents at every block start", "train": train}
+    path = runs.stage_dir("teacher", identity, root)
+    if runs.is_done(path):
+        return path / "model"
+    with runs.stage_log(path):
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_model)
+        summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"teacher NTP (seed {train.seed})")
+        log.info("teacher NTP done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
     return path / "model"
 

@@ -2,7 +2,8 @@
 higher final score than started from the base model or from NTP mid-training.
 
 Where: RA3 (arXiv:2509.25810), the RLVR figure (GRPO with the DeepCoder recipe on
-AReaL-boba-2-RL-Code; curves on HumanEval+, MBPP+, LiveCodeBench, Codeforces). No curve values are published: the checks are orderings and convergence statistics.
+AReaL-boba-2-RL-Code; curves on HumanEval+, MBPP+, LiveCodeBench, Codeforces). No curve values are
+published: the checks are orderings and convergence statistics.
 
 Commands (what a run costs: `COST` below, also printed by `ra3-repro list`):
     ra3-repro rlvr_curves [--scale tiny|small|paper] [--seeds N] [--set rlvr.KEY=VALUE ...] [--out DIR]

@@ -28,11 +28,12 @@ Checks (`check`):
 - small/paper: absolute cells against the paper's value, band = z * sqrt(se_paper^2 + se^2), with
   se_paper the binomial standard error of the paper's value on the benchmark's size and se ours
   (sampling pooled with the seed spread, `repro.core.stats.seed_summary`).
-- tiny (`verdicts: calibrated` in its scale config): there is no paper number; the differences are checked against expectations calibrated from
-  real runs (configs/claims/table1.yaml: mean and seed spread of each difference, the command that
-  measured them), band = mean +- guard_z * max(sqrt(sd^2 / seeds + sd^2 / calibration seeds),
-  the bootstrap interval's standard error) (`repro.claims.verdicts.guard_verdict`). Each says whether the tiny world
-  reproduces the paper's direction.
+- tiny (`verdicts: calibrated` in its scale config): there is no paper number; the differences are
+  checked against expectations calibrated from real runs (configs/claims/table1.yaml: mean and seed
+  spread of each difference, the command that measured them), band = mean +- guard_z *
+  max(sqrt(sd^2 / seeds + sd^2 / calibration seeds), the bootstrap interval's standard error)
+  (`repro.claims.verdicts.guard_verdict`). Each says whether the tiny world reproduces the paper's
+  direction.
 """
 
 import csv

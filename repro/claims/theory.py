@@ -2,7 +2,8 @@
 samples (about |Z| log(|Z|/delta) / sigma), and options of length tau shorten the effective horizon
 1 / (1 - gamma_bar), gamma_bar = sup E[gamma^tau], so value iteration converges in fewer iterations.
 
-Where: RA3 (arXiv:2509.25810) Theorem 3.5 (pruning) and Theorem 3.6 (RL convergence). This module checks both numerically on seeded random tabular MDPs.
+Where: RA3 (arXiv:2509.25810) Theorem 3.5 (pruning) and Theorem 3.6 (RL convergence). This module
+checks both numerically on seeded random tabular MDPs.
 Not measured: Thm 3.5's conclusion on the value lost by pruning, E[Delta(M, Z_hat)] <= epsilon;
 the pruning checks are on the sample count, the theorem's scaling claim.
 

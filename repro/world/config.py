@@ -6,6 +6,8 @@ range fail loudly, naming the key and the valid range.
 
 import dataclasses
 
+SPLITS = ("pretrain", "expert", "rl", "heldout")
+
 
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
@@ -33,6 +35,13 @@ class WorldConfig:
     """Asserts in each task's hidden test (at least 5), from distinct random inputs."""
     n_examples: int
     """`>>>` examples in each docstring (1 or 2); they are the first of the tested inputs."""
+    docstring_wordings: dict[str, list[int]] = dataclasses.field(
+        default_factory=lambda: {split: [0] for split in SPLITS})
+    """Per split (pretrain, expert, rl, heldout), the wordings its docstrings draw each block's phrase
+    from (`skills.wording`): 0 is the canonical intent, the phrase a comment uses; 1 and 2 say it
+    another way. All 0: the docstring lists exactly the comments a programmer would write."""
+    positional_names: bool = False
+    """Blocks write `step1`, `step2`, ... instead of the skill's own variable name."""
 
     def __post_init__(self):
         counts = {"n_pretrain": self.n_pretrain, "n_expert": self.n_expert, "n_rl": self.n_rl,
@@ -51,3 +60,10 @@ class WorldConfig:
             raise ValueError(f"n_tests must be at least 5, got {self.n_tests}")
         if self.n_examples not in (1, 2):
             raise ValueError(f"n_examples must be 1 or 2, got {self.n_examples}")
+        if set(self.docstring_wordings) != set(SPLITS):
+            raise ValueError(f"docstring_wordings needs exactly the splits {list(SPLITS)}, "
+                             f"got {sorted(self.docstring_wordings)}")
+        for split, indices in self.docstring_wordings.items():
+            if not indices or not set(indices) <= {0, 1, 2}:
+                raise ValueError(f"docstring_wordings.{split} must be a non-empty subset of [0, 1, 2], "
+                                 f"got {list(indices)}")

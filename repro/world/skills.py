@@ -18,6 +18,7 @@ The registry is the plain tuple `SKILLS`.
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable
 from string import Template
 from typing import Any
@@ -246,6 +247,48 @@ SKILLS = (
 
 SKILL_BY_NAME = {skill.name: skill for skill in SKILLS}
 
+# Other ways to say each intent, for docstrings that do not spell out the comments a programmer would
+# write (the comments, `Skill.intent`, keep one canonical phrase per skill). Same `$param` convention.
+WORDINGS = {
+    "keep_even": ("drop the odd values", "filter down to the even numbers"),
+    "keep_above": ("discard anything not above $t", "filter to the numbers exceeding $t"),
+    "drop_multiples": ("remove whatever $k divides evenly", "filter out the numbers divisible by $k"),
+    "clip": ("bound each number below by $lo and above by $hi", "limit every value to the range $lo to $hi"),
+    "scale": ("make every number $k times larger", "scale the numbers by a factor of $k"),
+    "shift": ("raise every number by $k", "increase the values by $k"),
+    "absolute": ("take absolute values", "flip the sign of the negative numbers"),
+    "square": ("raise each number to the second power", "replace every value with its square"),
+    "running_sum": ("form the cumulative sums", "accumulate prefix sums"),
+    "dedupe": ("keep only the first occurrence of each number", "drop duplicates, preserving order"),
+    "reverse": ("turn the list back to front", "flip the sequence around"),
+    "neighbour_diffs": ("compute the step from each value to the next", "list the consecutive differences"),
+    "sum": ("total them", "compute their sum"),
+    "count_above": ("tally how many numbers exceed $t", "find how many values are above $t"),
+    "largest": ("get the maximum, 0 for an empty list", "pick the biggest number, defaulting to 0"),
+    "is_sorted": ("test whether the list is in ascending order", "decide whether the numbers are sorted"),
+    "join_values": ("render the numbers as text separated by $sep", "glue the numbers together with $sep"),
+    "digit_sum": ("compute the sum of its decimal digits", "total its digits"),
+    "digits": ("split it into decimal digits", "break the number into a list of digits"),
+    "binary": ("convert its magnitude to a base-2 string", "express its size in binary digits"),
+    "remove_char": ("delete each occurrence of $c", "strip out the character $c"),
+    "replace_char": ("swap each $a for $b", "substitute $b wherever $a appears"),
+    "reverse_words": ("put the words back to front", "flip the word order"),
+    "long_words": ("break it into words and keep those of length $k or more", "collect the words no shorter than $k"),
+    "count_vowels": ("tally the letters a, e, i, o and u", "find how many vowels there are"),
+    "letter_counts": ("build a letter frequency table", "map every letter to how often it occurs"),
+    "has_char": ("test for an occurrence of $c", "decide whether the character $c is present"),
+    "upper_words": ("capitalise every letter of each word", "convert the words to upper case"),
+    "keep_starting": ("filter to the words that begin with $c", "select the words whose first letter is $c"),
+    "join_words": ("glue the words together using $sep", "concatenate the words with $sep between them"),
+    "initials": ("collect the initials", "build a string of each word's leading letter"),
+    "total_length": ("count the letters across all the words", "compute the combined length of the words"),
+    "word_counts": ("build a word frequency table", "map every word to how often it occurs"),
+    "keys_at_least": ("collect the keys with counts of $k or more", "find the entries occurring $k times or more"),
+    "sum_counts": ("total all the counts", "compute the sum of the dict's values"),
+    "most_common": ("pick the most frequent key", "get the key that occurs most often"),
+    "keep_counts_above": ("drop the entries whose count is $k or less", "filter the dict to counts exceeding $k"),
+}
+
 
 def sample_values(skill: Skill, rng) -> dict[str, Any]:
     return {name: rng.choice(choices) for name, choices in skill.params.items()}
@@ -255,10 +298,22 @@ def intent(skill: Skill, values: dict[str, Any]) -> str:
     return Template(skill.intent).substitute({k: repr(v) for k, v in values.items()})
 
 
-def block_lines(skill: Skill, src: str, values: dict[str, Any]) -> list[str]:
-    """The block's code reading `src`, with its parameters as literals, at indentation 0."""
+def wording(skill: Skill, values: dict[str, Any], index: int) -> str:
+    """Way `index` of saying what the block does: 0 is the canonical intent (the comment), 1.. the
+    WORDINGS."""
+    text = skill.intent if index == 0 else WORDINGS[skill.name][index - 1]
+    return Template(text).substitute({k: repr(v) for k, v in values.items()})
+
+
+def block_lines(skill: Skill, src: str, values: dict[str, Any], out: str | None = None) -> list[str]:
+    """The block's code reading `src`, with its parameters as literals, at indentation 0; `out`
+    renames the variable it writes (the skill's own name by default)."""
     subs = {"src": src, **{k: repr(v) for k, v in values.items()}}
-    return [Template(line).substitute(subs) for line in skill.code]
+    lines = [Template(line).substitute(subs) for line in skill.code]
+    if out is not None and out != skill.out:
+        pattern = re.compile(rf"\b{re.escape(skill.out)}\b")
+        lines = [pattern.sub(out, line) for line in lines]
+    return lines
 
 
 @functools.cache

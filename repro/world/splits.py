@@ -17,6 +17,7 @@ from its own `random.Random` seeded with `"<seed>/<split>"` (string seeds hash t
 process), and the splits are generated in a fixed order because of the shared duplicate check.
 """
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -143,6 +144,15 @@ def generate(config: WorldConfig) -> dict:
     pretrain = sample_tasks(pretrain_rng, config.n_pretrain - n_helpers, singles, forbidden, config, seen)
     pretrain += sample_helpers(pretrain_rng, n_helpers, config)
     pretrain_rng.shuffle(pretrain)  # so any prefix of the corpus has helpers and compositions alike
+
+    def worded(tasks: list[Task], split: str, split_rng: random.Random) -> list[Task]:
+        choices = config.docstring_wordings[split]
+        return [dataclasses.replace(task, wording=tuple(split_rng.choice(choices) for _ in task.skills),
+                                    positional_names=config.positional_names) for task in tasks]
+
+    heldout, rl = worded(heldout, "heldout", rng("heldout-wording")), worded(rl, "rl", rng("rl-wording"))
+    expert = worded(expert, "expert", rng("expert-wording"))
+    pretrain = worded(pretrain, "pretrain", rng("pretrain-wording"))
     return {
         "heldout_pairs": held,
         "heldout": heldout,

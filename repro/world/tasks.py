@@ -3,10 +3,14 @@
 A task is a chain of skills with sampled parameters and sampled inputs; its expected outputs come
 from running the chain block by block (`skills.block_function`), never from the rendered text. It
 renders as
-- a prompt: `def <name>(<arg>):` and a docstring that joins the intents into one description
-  ("Keep the even values, then add up the values.") followed by `>>>` examples;
-- a body: each block's lines, optionally preceded by its intent as a `# ...` comment at the
-  block's indentation, then `return <the last block's variable>`;
+- a prompt: `def <name>(<arg>):` and a docstring that says what each block does in one sentence
+  ("Drop the odd values, then total them.") followed by `>>>` examples; each block's phrase is one
+  of its wordings (`skills.wording`: 0 is the canonical intent, the phrase its comment uses; 1.. are
+  other ways to say it), chosen per task;
+- a body: each block's lines, optionally preceded by its canonical intent as a `# ...` comment at
+  the block's indentation, then `return <the last block's variable>`; a block writes the skill's
+  own variable (`evens`, `total`), or with positional names `step1`, `step2`, ... (so the code's
+  first line no longer names the skill);
 - a HumanEval row (`task_id, prompt, canonical_solution, test, entry_point`) whose
   `check(candidate)` asserts the expected output of every sampled input;
 - a corpus row: the whole function as text, the line index where each block starts, which blocks
@@ -29,6 +33,7 @@ from repro.world.skills import (
     block_lines,
     intent,
     sample_values,
+    wording,
 )
 
 WORD_LIST = ("cat", "dog", "sun", "tree", "apple", "moon", "star", "bird", "fish", "rain", "blue", "red",
@@ -59,6 +64,10 @@ class Task:
     inputs: tuple[Any, ...]
     """Distinct arguments; the first ones are the docstring's examples, all are asserted."""
     outputs: tuple[Any, ...]
+    wording: tuple[int, ...] = ()
+    """Per block, which of its wordings the docstring uses (`skills.wording`; empty: the canonical intents)."""
+    positional_names: bool = False
+    """Blocks write `step1`, `step2`, ... instead of the skill's own variable."""
 
 
 def task_key(chain: tuple[Skill, ...], values: tuple[dict[str, Any], ...]) -> tuple:
@@ -101,10 +110,17 @@ def make_task(rng, chain: tuple[Skill, ...], values: tuple[dict[str, Any], ...],
     return Task(name, chain, values, tuple(inputs[i] for i in order), tuple(outputs[i] for i in order))
 
 
+def intents(task: Task) -> list[str]:
+    """Each block's canonical intent: what its comment says (the perfect teacher's thought)."""
+    return [intent(skill, values) for skill, values in zip(task.skills, task.values, strict=True)]
+
+
 def prompt(task: Task, n_examples: int) -> str:
     """Signature and docstring, ending with a newline, as HumanEval prompts do."""
-    intents = [intent(skill, values) for skill, values in zip(task.skills, task.values, strict=True)]
-    description = ", then ".join(intents)
+    wordings = task.wording or (0,) * len(task.skills)
+    phrases = [wording(skill, values, index)
+               for skill, values, index in zip(task.skills, task.values, wordings, strict=True)]
+    description = ", then ".join(phrases)
     lines = [f"def {task.name}({ARG_NAMES[task.skills[0].in_type]}):",
              f'    """{description[0].upper()}{description[1:]}.']
     for x, y in zip(task.inputs[:n_examples], task.outputs[:n_examples], strict=True):
@@ -118,12 +134,13 @@ def body(task: Task, commented: tuple[bool, ...]) -> tuple[list[str], list[int]]
     it has one, else its first line of code."""
     lines, starts = [], []
     src = ARG_NAMES[task.skills[0].in_type]
-    for skill, values, comment in zip(task.skills, task.values, commented, strict=True):
+    for k, (skill, values, comment) in enumerate(zip(task.skills, task.values, commented, strict=True)):
         starts.append(len(lines))
         if comment:
             lines.append(f"    # {intent(skill, values)}")
-        lines += [f"    {line}" for line in block_lines(skill, src, values)]
-        src = skill.out
+        out = f"step{k + 1}" if task.positional_names else skill.out
+        lines += [f"    {line}" for line in block_lines(skill, src, values, out)]
+        src = out
     lines.append(f"    return {src}")
     return lines, starts
 
@@ -143,4 +160,4 @@ def corpus_row(task: Task, commented: tuple[bool, ...], n_examples: int) -> dict
     lines, starts = body(task, commented)
     offset = head.count("\n")
     return {"text": head + "\n".join(lines) + "\n", "block_starts": [offset + s for s in starts],
-            "commented": list(commented), "skills": [skill.name for skill in task.skills]}
+            "commented": list(commented), "skills": [skill.name for skill in task.skills], "intents": intents(task)}
