@@ -14,7 +14,7 @@ from pathlib import Path
 
 from repro import __version__
 from repro.claims import CLAIMS, claim_summary, module
-from repro.claims.verdicts import counts
+from repro.claims.verdicts import claims_of, counts, guard_counts, guards_of
 from repro.core.config import ConfigError
 from repro.core.eval_config import EVAL_CONFIG
 from repro.core.files import DataError
@@ -213,11 +213,20 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _print_verdicts(verdicts) -> int:
-    for v in verdicts:
+    """The claim verdicts (they decide the exit code: 1 when one failed), then the regression guards."""
+    for v in claims_of(verdicts):
         print(f"{v.status:12s} {v.claim} | {v.cell} | measured {v.measured} | reference {v.reference} | "
               f"band {v.band} | {v.statistic} | {v.reason}")
     n = counts(verdicts)
-    print(f"{n['PASS']} passed, {n['FAIL']} failed, {n['INCONCLUSIVE']} inconclusive")
+    summary = f"{n['PASS']} passed, {n['FAIL']} failed, {n['INCONCLUSIVE']} inconclusive"
+    if guards_of(verdicts):
+        print("regression guards (not verdicts: does this run behave like the calibrated runs of this code?):")
+        for v in guards_of(verdicts):
+            print(f"  {v.status:6s} {v.claim} | {v.cell} | measured {v.measured} | calibrated {v.reference} | "
+                  f"band {v.band} | {v.reason}")
+        g = guard_counts(verdicts)
+        summary += f"; guards: {g['OK']} ok, {g['DRIFT']} drifted, {g['STALE']} stale"
+    print(summary)
     return 1 if n["FAIL"] else 0
 
 

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from repro import __version__
 from repro.claims import module
 from repro.claims.record import load_record
-from repro.claims.verdicts import STATUSES, counts, overall
+from repro.claims.verdicts import STATUSES, claims_of, counts, guard_counts, guards_of, overall
 from repro.core.config import ConfigError
 from repro.core.files import DataError, atomic_write
 
@@ -111,6 +111,12 @@ def _counts_text(verdicts: list) -> str:
     return f"{n['PASS']} passed, {n['FAIL']} failed, {n['INCONCLUSIVE']} inconclusive"
 
 
+def _guards_text(verdicts: list) -> str:
+    n = guard_counts(verdicts)
+    return (f"{n['OK']} ok, {n['DRIFT']} drifted, {n['STALE']} stale" if guards_of(verdicts)
+            else "no regression guards calibrated for this run")
+
+
 def _href(target: Path, out_dir: Path) -> str:
     """A relative, percent-encoded link: no scheme can sneak in through a file name."""
     return quote(Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix())
@@ -177,12 +183,17 @@ def _markdown_run(run: Run, out_dir: Path, level: str) -> list[str]:
     lines = []
     if level == "##":
         lines += [f"## {_md(_title(run))}: {overall(run.verdicts)}", ""]
-    lines += [f"{sub} Verdicts", "", _counts_text(run.verdicts) + ".", "",
-              "| status | check | measured | reference | band | statistic | why this band |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| **{v.status}** | {_md(v.cell)} | {_md(_number(v.measured))} | {_md(_number(v.reference))} | "
-              f"{_md(_band(v.band))} | {_md(v.statistic)} | {_md(v.reason)} |" for v in run.verdicts]
-    lines.append("")
+    for title, chosen, text in ((f"{sub} Verdicts on the paper's claims", claims_of(run.verdicts),
+                                 _counts_text(run.verdicts)),
+                                (f"{sub} Regression guards (not verdicts: does the run behave like calibrated runs "
+                                 "of this code?)", guards_of(run.verdicts), _guards_text(run.verdicts))):
+        lines += [title, "", text + ".", ""]
+        if chosen:
+            lines += ["| status | check | measured | reference | band | statistic | why this band |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| **{v.status}** | {_md(v.cell)} | {_md(_number(v.measured))} | {_md(_number(v.reference))} | "
+                      f"{_md(_band(v.band))} | {_md(v.statistic)} | {_md(v.reason)} |" for v in chosen]
+            lines.append("")
     if run.record.get("tables"):
         lines += [f"{sub} Tables", ""]
         for name, table in run.record["tables"].items():
@@ -277,9 +288,9 @@ table.verdicts { width: 100%; }
 details summary { cursor: pointer; color: var(--muted); font-size: 12.5px; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: 12px;
          white-space: nowrap; }
-.PASS { color: var(--pass); background: var(--pass-bg); }
-.FAIL { color: var(--fail); background: var(--fail-bg); }
-.INCONCLUSIVE { color: var(--inc); background: var(--inc-bg); }
+.PASS, .OK { color: var(--pass); background: var(--pass-bg); }
+.FAIL, .DRIFT { color: var(--fail); background: var(--fail-bg); }
+.INCONCLUSIVE, .STALE { color: var(--inc); background: var(--inc-bg); }
 header .badge { font-size: 15px; padding: 2px 12px; }
 .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 16px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px; background: #fff; }
@@ -329,7 +340,7 @@ def _summary_html(runs: list[Run]) -> str:
         + "".join(f"<td class=num>{counts(run.verdicts)[s]}</td>" for s in STATUSES) + "</tr>"
         for i, run in enumerate(runs))
     attention = "".join(f"<li>{_badge(v.status)} {_e(run.record['claim'])}: {_e(v.cell)}</li>"
-                        for run in runs for v in run.verdicts if v.status != "PASS")
+                        for run in runs for v in run.verdicts if v.status not in ("PASS", "OK"))
     return ('<section class="run"><h2>Summary</h2><table><thead><tr><th>claim</th><th>run</th><th>overall</th>'
             "<th>passed</th><th>failed</th><th>inconclusive</th></tr></thead><tbody>" + rows + "</tbody></table>"
             + (f"<h3>Checks that did not pass</h3><ul>{attention}</ul>" if attention else "") + "</section>")
@@ -339,7 +350,10 @@ def _run_html(run: Run, anchor: str, out_dir: Path) -> str:
     record = run.record
     parts = [f'<section class="run" id="{anchor}">',
              f"<h2>{_e(_title(run))} {_badge(overall(run.verdicts))}</h2>",
-             f"<h3>Verdicts</h3><p>{_e(_counts_text(run.verdicts))}.</p>", _verdicts_html(run.verdicts)]
+             f"<h3>Verdicts on the paper's claims</h3><p>{_e(_counts_text(run.verdicts))}.</p>",
+             _verdicts_html(claims_of(run.verdicts)),
+             "<h3>Regression guards</h3><p>Not verdicts: does the run behave like calibrated runs of this code? "
+             f"{_e(_guards_text(run.verdicts))}.</p>", _verdicts_html(guards_of(run.verdicts))]
     if record.get("tables"):
         parts.append("<h3>Tables</h3>")
         for name, table in record["tables"].items():

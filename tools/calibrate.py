@@ -1,6 +1,6 @@
-"""Tiny-scale expectations from a multi-seed claim run: prints the `tiny_expectations` YAML block for
-configs/claims/<claim>.yaml (per verdict cell: mean and sample sd over seeds of the value `check`
-measures on each seed alone). Fill in `paper_direction_reproduced` by reading the numbers.
+"""Regression guards from a multi-seed claim run: prints the `guards:` YAML block for
+configs/claims/<claim>.yaml (per claim-verdict cell: mean and sample sd over seeds of the value
+`check` measures on each seed alone, with the run's scale, commit and code hash).
 
     python tools/calibrate.py RUN_DIR [--command "ra3-repro table1 --scale tiny --seeds 3"]
 """
@@ -21,17 +21,14 @@ def main() -> None:
     parser.add_argument("--command", default="", help="the command that produced RUN_DIR (recorded with the numbers)")
     args = parser.parse_args()
     record = load_record(args.run_dir)
-    if record["scale"] != "tiny" or len(record["seeds"]) < 3:
-        raise SystemExit(f"{args.run_dir}: calibrate from a tiny run with at least 3 seeds "
-                         f"(got scale {record['scale']}, seeds {record['seeds']})")
+    if len(record["seeds"]) < 3 or record.get("sets"):
+        raise SystemExit(f"{args.run_dir}: calibrate from a run of the shipped settings with at least 3 seeds "
+                         f"(got seeds {record['seeds']}, --set {record.get('sets')})")
     rows = calibrate(module(record["claim"]).check, record)
     when = datetime.date.today().isoformat()
     for row in rows:
-        row["paper_direction_reproduced"] = None
-        git = record["environment"]["git"]
-        row["measured_with"] = (f"{args.command or record['claim']}, {when}, commit {git['commit'][:10]}"
-                                + (" + uncommitted changes" if git["dirty"] else ""))
-    print(yaml.safe_dump({"tiny_expectations": rows}, sort_keys=False, width=120))
+        row["measured_with"] = f"{args.command or record['claim']}, {when}"
+    print(yaml.safe_dump({"guards": rows}, sort_keys=False, width=120))
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims.record import record_fields, verdict_mode, write_record
-from repro.claims.verdicts import Expectation, Verdict, guard_verdict, interval_se, side_of_zero
+from repro.claims.record import record_fields, write_record
+from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
 from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
@@ -59,8 +59,11 @@ class MstepLossConfig:
     bootstrap_resamples: int
     confidence: float
     guard_z: float
-    """Tiny regression guards: width in standard errors."""
-    tiny_expectations: tuple[Expectation, ...] = ()
+    """Regression guards: width in standard errors."""
+    guards: tuple[Guard, ...] = ()
+    """Regression guards calibrated from multi-seed runs (repro/claims/verdicts.py)."""
+    predictions: str = ""
+    """What the current code was expected to show, written down before the calibration runs."""
 
 
 def load_config(path: Path | None = None) -> MstepLossConfig:
@@ -228,6 +231,11 @@ def plot(record: dict, path: Path) -> None:
     plt.close(fig)
 
 
+BELOW_ZERO = {"PASS": "the interval lies below 0: infused-data loss is lower, as the paper reports",
+              "FAIL": "the interval lies above 0: infused-data loss is higher than NTP's",
+              "INCONCLUSIVE": "the interval covers 0"}
+
+
 def check(record: dict) -> list[Verdict]:
     if record.get("claim") != CLAIM:
         raise ConfigError(f"not a {CLAIM} record (claim = {record.get('claim')!r})")
@@ -240,34 +248,24 @@ def check(record: dict) -> list[Verdict]:
         interval = paired_bootstrap(per_snippet["ra3_infused"], per_snippet["ntp_raw"],
                                     n_resamples=cfg.bootstrap_resamples, confidence=cfg.confidence)
         cell = f"{model} held-out CE: RA3 infused - NTP raw"
-        statistic = (f"per-snippet CE difference (nats/token), {cfg.confidence:.0%} bootstrap over "
-                     f"{interval['n_problems']} snippets, {len(mine)} seed(s)")
-        if verdict_mode(record) == "calibrated":
-            verdicts.append(guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
-                                          record, cfg.guard_z, interval_se(interval), "< 0"))
-        else:
-            verdicts.append(_below_zero(cell, interval, statistic))
+        statistic = (f"per-snippet CE difference (nats/token), {cfg.confidence:.0%} bootstrap "
+                     f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {interval['n_problems']} snippets, "
+                     f"{len(mine)} seed(s)")
+        verdicts.append(direction_verdict(CLAIM, cell, interval, -1, statistic, "< 0", BELOW_ZERO))
+        verdicts += guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.guards, record, cfg.guard_z,
+                                  interval_se(interval))
         tails = np.array([r["train_tail"]["mstep_final"] - r["train_tail"]["ntp"] for r in mine])
         cell = f"{model} training loss: M-step (final round) - NTP"
-        if verdict_mode(record) == "calibrated":
-            verdicts.append(guard_verdict(CLAIM, cell, float(tails.mean()), f"{len(tails)} seed(s)",
-                                          cfg.tiny_expectations, record, cfg.guard_z, 0.0, "< 0"))
-        elif len(tails) < 3:
-            verdicts.append(Verdict(CLAIM, cell, float(tails.mean()), "< 0", (None, 0.0), f"{len(tails)} seed(s)",
+        if len(tails) < 3:
+            statistic = f"{len(tails)} seed(s)"
+            verdicts.append(Verdict(CLAIM, cell, float(tails.mean()), "< 0", (None, 0.0), statistic,
                                     "INCONCLUSIVE", "fewer than 3 seeds: no interval over seeds"))
         else:
             half = 2.0 * tails.std(ddof=1) / np.sqrt(len(tails))
-            verdicts.append(_below_zero(cell, {"mean": float(tails.mean()), "low": float(tails.mean() - half),
-                                               "high": float(tails.mean() + half)},
-                                        f"mean over {len(tails)} seeds +- 2 standard errors"))
+            interval = {"mean": float(tails.mean()), "low": float(tails.mean() - half),
+                        "high": float(tails.mean() + half)}
+            statistic = (f"mean over {len(tails)} seeds +- 2 standard errors "
+                         f"[{interval['low']:+.4f}, {interval['high']:+.4f}]")
+            verdicts.append(direction_verdict(CLAIM, cell, interval, -1, statistic, "< 0", BELOW_ZERO))
+        verdicts += guard_verdict(CLAIM, cell, float(tails.mean()), statistic, cfg.guards, record, cfg.guard_z, 0.0)
     return verdicts
-
-
-def _below_zero(cell: str, interval: dict, statistic: str) -> Verdict:
-    low, high = interval["low"], interval["high"]
-    status = side_of_zero(low, high, -1)
-    why = {"PASS": "the interval lies below 0: infused-data loss is lower, as the paper reports",
-           "FAIL": "the interval lies above 0: infused-data loss is higher than NTP's",
-           "INCONCLUSIVE": "the interval covers 0"}[status]
-    return Verdict(CLAIM, cell, interval["mean"], "< 0", (None, 0.0), f"{statistic} [{low:+.4f}, {high:+.4f}]",
-                   status, why)

@@ -22,9 +22,9 @@ Checks:
   INCONCLUSIVE when a step is within the noise.
 - small/paper: the paper's thresholds at c=0.05 (thought length < 6 tokens, rollout share < 40%),
   c=0.05 scoring at least as well as c=0.01 and c=0.2 (paired bootstrap over problems).
-- tiny: the thresholds are the paper's numbers for real Python; tiny-world intents are 5-10 tokens,
-  so at tiny scale they are reported against calibrated expectations (configs/claims/
-  penalty_ablation.yaml), which say whether the tiny world reproduces each.
+- tiny: the thresholds are the paper's numbers for real Python (tiny-world intents are 5-10 tokens),
+  so the tiny scale (no paper values) reports them under regression guards only.
+Regression guards (OK / DRIFT / STALE) where calibrated (configs/claims/penalty_ablation.yaml).
 """
 
 import dataclasses
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims.record import per_task, record_fields, verdict_mode, write_record
-from repro.claims.verdicts import Expectation, Verdict, guard_verdict, interval_se, side_of_zero
+from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
+from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
 from repro.core.files import atomic_write, read_jsonl
 from repro.core.scale import ScaleConfig
@@ -64,7 +64,11 @@ class PenaltyAblationConfig:
     bootstrap_resamples: int
     confidence: float
     guard_z: float
-    tiny_expectations: tuple[Expectation, ...] = ()
+    """Regression guards: width in standard errors."""
+    guards: tuple[Guard, ...] = ()
+    """Regression guards calibrated from multi-seed runs (repro/claims/verdicts.py)."""
+    predictions: str = ""
+    """What the current code was expected to show, written down before the calibration runs."""
 
 
 def load_config(path: Path | None = None) -> PenaltyAblationConfig:
@@ -220,13 +224,12 @@ def check(record: dict) -> list[Verdict]:
             measured = float(np.mean([v for v in values if v is not None])) if any(
                 v is not None for v in values) else float("nan")
             cell = f"{model} {key} c={default:g}"
-            if verdict_mode(record) == "calibrated":
-                verdicts.append(guard_verdict(CLAIM, cell, measured, f"mean over {len(values)} seed(s)",
-                                              cfg.tiny_expectations, record, cfg.guard_z, 0.0, f"< {limit:g}"))
-            else:
+            statistic = f"mean over {len(values)} seed(s)"
+            if compares_with_paper(record):  # thresholds in real code's tokens and lines
                 status = "PASS" if measured < limit else "FAIL"
-                verdicts.append(Verdict(CLAIM, cell, measured, f"< {limit:g}", (None, limit),
-                                        f"mean over {len(values)} seed(s)", status, "the paper's threshold at c=0.05"))
+                verdicts.append(Verdict(CLAIM, cell, measured, f"< {limit:g}", (None, limit), statistic, status,
+                                        "the paper's threshold at c=0.05"))
+            verdicts += guard_verdict(CLAIM, cell, measured, statistic, cfg.guards, record, cfg.guard_z, 0.0)
         verdicts += _best_at_default(cfg, record, model, penalties, default)
     return verdicts
 
@@ -246,13 +249,10 @@ def _best_at_default(cfg, record, model, penalties, default) -> list[Verdict]:
         cell = f"{model} pass@1 c={default:g} - c={c:g}"
         statistic = (f"mean per-task pass@1 difference over {', '.join(record['benchmarks'])}, "
                      f"{cfg.confidence:.0%} bootstrap [{interval['low']:+.4f}, {interval['high']:+.4f}]")
-        if verdict_mode(record) == "calibrated":
-            out.append(guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.tiny_expectations,
-                                     record, cfg.guard_z, interval_se(interval), ">= 0"))
-            continue
-        status = side_of_zero(interval["low"], interval["high"], +1)
-        why = {"FAIL": f"c={c:g} scores higher than the default",
-               "PASS": "the default scores higher, as the paper reports",
-               "INCONCLUSIVE": "the interval covers 0"}[status]
-        out.append(Verdict(CLAIM, cell, interval["mean"], ">= 0", (0.0, None), statistic, status, why))
+        out.append(direction_verdict(CLAIM, cell, interval, +1, statistic, ">= 0", {
+            "FAIL": f"c={c:g} scores higher than the default",
+            "PASS": "the default scores higher, as the paper reports",
+            "INCONCLUSIVE": "the interval covers 0"}))
+        out += guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.guards, record, cfg.guard_z,
+                             interval_se(interval))
     return out

@@ -18,8 +18,9 @@ from repro.claims import CLAIMS
 from repro.core import runs
 from repro.core.config import ConfigError
 from repro.core.files import DataError, atomic_write, iter_jsonl
-from repro.core.provenance import environment
+from repro.core.provenance import code_sha256, environment
 from repro.core.scale import ScaleConfig, load_scale
+from repro.core.stats import pass_at_k
 
 REQUIRED = {"claim": str, "config": dict, "config_hash": str, "seeds": list, "environment": dict}
 OPTIONAL = {"scale": str, "seconds": (int, float), "tables": dict, "data_sha256": dict, "links": dict,
@@ -50,7 +51,7 @@ def record_fields(claim: str, scale: ScaleConfig, seeds: list[int], sets: list[s
     """The fields every mid-training claim's record starts with."""
     return {"claim": claim, "scale": scale.name, "sets": list(sets), "config": dataclasses.asdict(scale),
             "config_hash": runs.config_hash({"scale": scale, "seeds": seeds}), "seeds": list(seeds),
-            "environment": environment()}
+            "environment": environment(), "code_sha256": code_sha256()}
 
 
 def write_record(out_dir: Path, record: dict) -> dict:
@@ -90,23 +91,28 @@ def load_record(run_dir: Path) -> dict:
     return record
 
 
-def verdict_mode(record: dict) -> str:
-    """The scale's `verdicts` setting the run was made with: "paper" or "calibrated". Records written
-    before the setting existed take the shipped value of their scale."""
-    return record["config"].get("verdicts") or load_scale(record["scale"]).verdicts
+def compares_with_paper(record: dict) -> bool:
+    """The scale's `paper_values` setting the run was made with (records written before the setting
+    existed take the shipped value of their scale)."""
+    value = record["config"].get("paper_values")
+    return load_scale(record["scale"]).paper_values if value is None else value
 
 
-def pass1_per_task(outcomes: dict[str, list[bool]], task_ids: list[str]) -> np.ndarray:
-    """Per-task pass@1 (the share of a task's samples that passed), in `task_ids` order."""
+def pass_k_per_task(outcomes: dict[str, list[bool]], task_ids: list[str], k: int = 1) -> np.ndarray:
+    """Per-task pass@k (the unbiased estimator over a task's samples; pass@1 is the share that
+    passed), in `task_ids` order."""
     missing = [t for t in task_ids if t not in outcomes]
     if missing:
         raise ConfigError(f"outcomes lack {len(missing)} task(s), e.g. {missing[0]}")
-    return np.array([np.mean(outcomes[t]) for t in task_ids], dtype=float)
+    short = [t for t in task_ids if len(outcomes[t]) < k]
+    if short:
+        raise ConfigError(f"pass@{k} needs at least {k} samples per task; {short[0]} has {len(outcomes[short[0]])}")
+    return np.array([pass_at_k(len(outcomes[t]), sum(outcomes[t]), k) for t in task_ids], dtype=float)
 
 
-def per_task(record: dict, model: str, method: str, benchmark: str) -> tuple[list[str], np.ndarray]:
-    """Per-task pass@1 of `model/method/s<seed>/benchmark`, averaged over the record's seeds, from
-    the outcome files."""
+def per_task(record: dict, model: str, method: str, benchmark: str, k: int = 1) -> tuple[list[str], np.ndarray]:
+    """Per-task pass@k of `model/method/s<seed>/benchmark`, averaged over the record's seeds, from the
+    outcome files."""
     arrays, task_ids = [], None
     for seed in record["seeds"]:
         label = f"{model}/{method}/s{seed}/{benchmark}"
@@ -114,5 +120,5 @@ def per_task(record: dict, model: str, method: str, benchmark: str) -> tuple[lis
             raise ConfigError(f"record has no outcomes for {label}")
         outcomes = record["outcomes"][label]
         task_ids = task_ids or sorted(outcomes)
-        arrays.append(pass1_per_task(outcomes, task_ids))
+        arrays.append(pass_k_per_task(outcomes, task_ids, k))
     return task_ids, np.mean(arrays, axis=0)

@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.claims.record import per_task, record_fields, verdict_mode, write_record
-from repro.claims.verdicts import SIDE_REASONS, Expectation, Verdict, guard_verdict, interval_se, side_of_zero
+from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
+from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, PAPER_TABLES, ConfigError, load
 from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
@@ -69,11 +69,15 @@ class Table1Config:
     z: float
     """Two-sided normal quantile of the absolute-cell bands (1.96: 95%)."""
     guard_z: float
-    """Width, in standard errors, of the tiny regression guards."""
+    """Width, in standard errors, of the regression guards."""
     bootstrap_resamples: int
     confidence: float
     """Confidence of the bootstrap intervals of the paired differences."""
-    tiny_expectations: tuple[Expectation, ...] = ()
+    guards: tuple[Guard, ...] = ()
+    """Regression guards calibrated from multi-seed runs (repro/claims/verdicts.py)."""
+    predictions: str = ""
+    """What the current code and world were expected to show, written down before the runs that
+    calibrated the guards (kept beside them to compare)."""
 
 
 def load_config(path: Path | None = None) -> Table1Config:
@@ -203,55 +207,54 @@ def check(record: dict) -> list[Verdict]:
     cfg = load_config()
     models = list(dict.fromkeys(c["model"] for c in record["cells"]))
     benchmarks = record["benchmarks"]
+    samples = min(len(v) for outcomes in record["outcomes"].values() for v in outcomes.values())
     verdicts = []
-    for first, second in COMPARISONS:
-        pairs = {}
-        for model in models:
-            for benchmark in benchmarks:
-                _, a = per_task(record, model, first, benchmark)
-                _, b = per_task(record, model, second, benchmark)
-                pairs[model, benchmark] = (a, b)
-        groups = [([(m, b)], f"{m} {b}") for m in models for b in benchmarks]
-        groups += [([(m, b) for b in benchmarks], f"{m} avg") for m in models]
-        if len(models) > 1:
-            groups.append(([(m, b) for m in models for b in benchmarks], "all models avg"))
-        for keys, cell in groups:
-            interval = stratified_paired_bootstrap([pairs[k] for k in keys], n_resamples=cfg.bootstrap_resamples,
-                                                   confidence=cfg.confidence)
-            benchmark = keys[0][1] if len(keys) == 1 else AVERAGE
-            model = keys[0][0] if len({m for m, _ in keys}) == 1 else None
-            verdicts.append(_difference_verdict(record, cfg, f"{first}-{second} {cell}", first, second, model,
-                                                benchmark, interval))
+    for k in (k for k in (1, 5) if k <= samples):
+        for first, second in COMPARISONS:
+            pairs = {}
+            for model in models:
+                for benchmark in benchmarks:
+                    _, a = per_task(record, model, first, benchmark, k)
+                    _, b = per_task(record, model, second, benchmark, k)
+                    pairs[model, benchmark] = (a, b)
+            groups = [([(m, b)], f"{m} {b}") for m in models for b in benchmarks] if len(benchmarks) > 1 else []
+            groups += [([(m, b) for b in benchmarks], f"{m} {benchmarks[0] if len(benchmarks) == 1 else 'avg'}")
+                       for m in models]
+            if len(models) > 1:
+                groups.append(([(m, b) for m in models for b in benchmarks], "all models avg"))
+            for keys, cell in groups:
+                interval = stratified_paired_bootstrap([pairs[key] for key in keys],
+                                                       n_resamples=cfg.bootstrap_resamples, confidence=cfg.confidence)
+                benchmark = keys[0][1] if len(keys) == 1 or len(benchmarks) == 1 else AVERAGE
+                model = keys[0][0] if len({m for m, _ in keys}) == 1 else None
+                verdicts += _difference_verdicts(record, cfg, f"{first}-{second} {cell} pass@{k}", first, second,
+                                                 model, benchmark, f"pass@{k}", interval)
     verdicts += _absolute_verdicts(record, cfg)
     return verdicts
 
 
-def _difference_verdict(record, cfg: Table1Config, cell: str, first: str, second: str, model: str | None,
-                        benchmark: str, interval: dict) -> Verdict:
-    statistic = (f"mean per-task pass@1 difference, {interval['confidence']:.0%} stratified bootstrap "
+def _difference_verdicts(record, cfg: Table1Config, cell: str, first: str, second: str, model: str | None,
+                         benchmark: str, metric: str, interval: dict) -> list[Verdict]:
+    """The claim verdict on one paired difference (against the paper's own difference where its table
+    has the cell, else the claim's direction: RA3 above both), and its regression guard if calibrated."""
+    statistic = (f"mean per-task {metric} difference, {interval['confidence']:.0%} stratified bootstrap "
                  f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {interval['n_problems']} problems, "
                  f"{len(record['seeds'])} seed(s)")
-    measured = interval["mean"]
-    if verdict_mode(record) == "calibrated":
-        return guard_verdict(CLAIM, cell, measured, statistic, cfg.tiny_expectations, record,
-                             cfg.guard_z, interval_se(interval), f"{first.upper()} > {second.upper()}")
-    paper = _paper_difference(record, model, first, second, benchmark)
-    if paper is None:
-        return Verdict(CLAIM, cell, measured, "n/a", (None, None), statistic, "INCONCLUSIVE",
-                       "the paper table has no value for this cell")
-    direction = 1 if paper >= 0 else -1
-    band = (0.0, None) if direction > 0 else (None, 0.0)
-    status = side_of_zero(interval["low"], interval["high"], direction)
-    return Verdict(CLAIM, cell, measured, paper, band, statistic, status,
-                   f"paper {paper:+.3f}; {SIDE_REASONS[status]} (paired over the same problems)")
+    paper = _paper_difference(record, model, first, second, benchmark, metric)
+    direction = -1 if paper is not None and paper < 0 else 1
+    reference = f"{paper:+.3f} (paper)" if paper is not None else f"{first.upper()} > {second.upper()} (the claim)"
+    claim = direction_verdict(CLAIM, cell, interval, direction, statistic, reference)
+    claim = dataclasses.replace(claim, reason=f"{claim.reason} (paired over the same problems; reference {reference})")
+    return [claim, *guard_verdict(CLAIM, cell, interval["mean"], statistic, cfg.guards, record, cfg.guard_z,
+                                  interval_se(interval))]
 
 
-def _paper_difference(record, model, first, second, benchmark) -> float | None:
+def _paper_difference(record, model, first, second, benchmark, metric) -> float | None:
     models = [model] if model else list(dict.fromkeys(c["model"] for c in record["cells"]))
     values = []
     for m in models:
-        a = _paper_value(record, m, first, benchmark, "pass@1")
-        b = _paper_value(record, m, second, benchmark, "pass@1")
+        a = _paper_value(record, m, first, benchmark, metric)
+        b = _paper_value(record, m, second, benchmark, metric)
         if a is None or b is None:
             return None
         values.append(a - b)
@@ -262,7 +265,7 @@ def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
     out = []
     for c in record["cells"]:
         paper = _paper_value(record, c["model"], c["method"], c["benchmark"], c["metric"])
-        if paper is None or verdict_mode(record) == "calibrated":
+        if paper is None or not compares_with_paper(record):
             continue
         n_tasks = c["n_tasks"] or sum(x["n_tasks"] for x in record["cells"] if x["model"] == c["model"]
                                       and x["method"] == c["method"] and x["metric"] == c["metric"]

@@ -1,12 +1,17 @@
-"""Verdicts: PASS / FAIL / INCONCLUSIVE per check of a claim, and the rules the claims share.
+"""Verdicts: what a claim run says, in two separate kinds that are never merged.
 
-- `side_of_zero`: a paired difference's interval against the direction the paper gives. PASS when
-  the whole interval lies on the paper's side of 0, FAIL when it lies on the other side,
-  INCONCLUSIVE when it covers 0 (too few problems or seeds to tell the sign).
-- `guard_verdict`: a regression guard at a scale with no paper numbers (`verdicts: calibrated`):
-  the measured value must lie within guard_z standard errors of the mean calibrated from earlier
-  multi-seed runs of this code (`Expectation`, in configs/claims/<claim>.yaml; `calibrate` and
-  tools/calibrate.py produce them).
+- Claim verdicts (kind "claim"): PASS / FAIL / INCONCLUSIVE, does this run support the paper's claim?
+  At every scale, from paired statistics against the direction the paper gives (`side_of_zero`:
+  PASS when the whole interval lies on the paper's side of 0, FAIL when it lies on the other side,
+  INCONCLUSIVE when it covers 0), and at scales with paper values (`paper_values` in the scale
+  config) against the paper's numbers. The headline, `ra3-repro verify`'s exit code and the
+  report's summary say these.
+- Regression guards (kind "guard"): OK / DRIFT / STALE, does this run behave like the calibrated runs
+  of this code? `guard_verdict`: OK when the measured value lies within guard_z standard errors of
+  the mean calibrated from earlier multi-seed runs (`Guard`, under `guards:` in
+  configs/claims/<claim>.yaml; tools/calibrate.py writes them), DRIFT when it does not, STALE when
+  the code that produces the numbers changed since the calibration (its sha256, `code_sha256`, is
+  recorded with every run): the band is still shown, but a recalibration is due. CI fails on DRIFT.
 """
 
 import dataclasses
@@ -15,6 +20,7 @@ from statistics import NormalDist
 import numpy as np
 
 STATUSES = ("PASS", "FAIL", "INCONCLUSIVE")
+GUARD_STATUSES = ("OK", "DRIFT", "STALE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,18 +33,34 @@ class Verdict:
     """Where `measured` (or its interval, see `statistic`) must lie; None is an open end."""
     statistic: str
     status: str
-    """PASS, FAIL or INCONCLUSIVE (too little data to decide)."""
+    """PASS, FAIL or INCONCLUSIVE (too little data to decide); for a guard OK, DRIFT or STALE."""
     reason: str
+    kind: str = "claim"
+    """"claim" (does the run support the paper?) or "guard" (does it behave like calibrated runs?)."""
+
+
+def claims_of(verdicts: list[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if v.kind == "claim"]
+
+
+def guards_of(verdicts: list[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if v.kind == "guard"]
 
 
 def counts(verdicts: list[Verdict]) -> dict[str, int]:
-    return {status: sum(v.status == status for v in verdicts) for status in STATUSES}
+    """How many claim verdicts have each status (guards are counted by `guard_counts`)."""
+    return {status: sum(v.status == status for v in claims_of(verdicts)) for status in STATUSES}
+
+
+def guard_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    return {status: sum(v.status == status for v in guards_of(verdicts)) for status in GUARD_STATUSES}
 
 
 def overall(verdicts: list[Verdict]) -> str:
-    """FAIL if any check failed, else INCONCLUSIVE if any was (or there were none), else PASS."""
+    """Of the claim verdicts: FAIL if any failed, else INCONCLUSIVE if any was (or there were none),
+    else PASS."""
     n = counts(verdicts)
-    return "FAIL" if n["FAIL"] else "INCONCLUSIVE" if n["INCONCLUSIVE"] or not verdicts else "PASS"
+    return "FAIL" if n["FAIL"] else "INCONCLUSIVE" if n["INCONCLUSIVE"] or not claims_of(verdicts) else "PASS"
 
 
 SIDE_REASONS = {"PASS": "the interval lies on the paper's side of 0",
@@ -57,43 +79,59 @@ def side_of_zero(low: float, high: float, direction: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Expectation:
-    """A tiny-scale regression guard for one verdict cell, calibrated from real multi-seed runs."""
+class Guard:
+    """A regression guard for one verdict cell at one scale, calibrated from real multi-seed runs."""
     cell: str
     """The verdict's cell, exactly as `check` names it."""
+    scale: str
+    """The scale whose runs were calibrated (a guard applies to runs of that scale only)."""
     mean: float
     """Mean over the calibration seeds of the cell's per-seed value."""
     seed_sd: float
     """Sample standard deviation over the calibration seeds."""
     seeds: int
-    paper_direction_reproduced: bool
-    """Whether the tiny world shows what the paper claims for this cell."""
+    commit: str
+    """The commit the calibration runs were made with (`+dirty` when the tree had changes)."""
+    code_sha256: str
+    """`repro.core.provenance.code_sha256()` of those runs: a run whose code differs is STALE."""
     measured_with: str
-    """The command (and date) that produced these numbers."""
+    """The command and date that produced these numbers."""
 
 
-def guard_verdict(claim: str, cell: str, measured: float, statistic: str, expectations, record: dict,
-                  guard_z: float, se_floor: float, paper: str):
-    """PASS when `measured` lies within guard_z standard errors of the calibrated mean, where the
-    standard error combines the seed spread at this run's and the calibration's number of seeds;
-    `se_floor` (e.g. a bootstrap interval's standard error) keeps the band honest when the seed
-    spread is 0 or smaller than the problem-sampling error."""
-    if record.get("sets"):
-        return Verdict(claim, cell, measured, paper, (None, None), statistic, "INCONCLUSIVE",
-                       f"run with --set {' '.join(record['sets'])}: the tiny expectations hold for the shipped "
-                       "settings only")
+def direction_verdict(claim: str, cell: str, interval: dict, direction: int, statistic: str, paper: str,
+                      reasons: dict[str, str] | None = None) -> Verdict:
+    """A claim verdict on a paired difference: its interval against the paper's direction (+1: the
+    paper's difference is positive)."""
+    status = side_of_zero(interval["low"], interval["high"], direction)
+    band = (0.0, None) if direction > 0 else (None, 0.0)
+    return Verdict(claim, cell, interval["mean"], paper, band, statistic, status, (reasons or SIDE_REASONS)[status])
+
+
+def guard_verdict(claim: str, cell: str, measured: float, statistic: str, guards, record: dict,
+                  guard_z: float, se_floor: float) -> list[Verdict]:
+    """The guard of `cell` at the record's scale, if one was calibrated and the run used the shipped
+    settings (no `--set`); else none. OK when `measured` lies within guard_z standard errors of the
+    calibrated mean, where the standard error combines the seed spread at this run's and the
+    calibration's number of seeds, floored by `se_floor` (e.g. a bootstrap interval's standard error)
+    where the seed spread is smaller than the sampling error; STALE when the code changed since."""
+    match = [g for g in guards if g.cell == cell and g.scale == record.get("scale")]
+    if not match or record.get("sets"):
+        return []
+    g = match[0]
     seeds = len(record["seeds"])
-    match = [e for e in expectations if e.cell == cell]
-    if not match:
-        return Verdict(claim, cell, measured, paper, (None, None), statistic, "INCONCLUSIVE",
-                       "no tiny-scale calibration for this cell (configs/claims/<claim>.yaml)")
-    e = match[0]
-    half = guard_z * max(float(np.sqrt(e.seed_sd ** 2 / seeds + e.seed_sd ** 2 / e.seeds)), se_floor, 1e-3)
-    band = (e.mean - half, e.mean + half)
-    direction = "reproduces" if e.paper_direction_reproduced else "does NOT reproduce"
-    return Verdict(claim, cell, measured, e.mean, band, statistic, "PASS" if band[0] <= measured <= band[1] else "FAIL",
-                   f"tiny regression guard: calibrated {e.mean:+.4f} (seed sd {e.seed_sd:.4f}, {e.seeds} seeds; "
-                   f"{e.measured_with}); the tiny world {direction} the paper here (paper: {paper})")
+    half = guard_z * max(float(np.sqrt(g.seed_sd ** 2 / seeds + g.seed_sd ** 2 / g.seeds)), se_floor, 1e-3)
+    band = (g.mean - half, g.mean + half)
+    inside = band[0] <= measured <= band[1]
+    calibrated = (f"calibrated {g.mean:+.4f} (seed sd {g.seed_sd:.4f}, {g.seeds} seeds; commit {g.commit}; "
+                  f"{g.measured_with})")
+    if record.get("code_sha256") != g.code_sha256:
+        status = "STALE"
+        reason = (f"the code that produces the numbers changed since the calibration ({calibrated}); the value "
+                  f"is {'inside' if inside else 'OUTSIDE'} the old band: recalibrate (tools/calibrate.py)")
+    else:
+        status = "OK" if inside else "DRIFT"
+        reason = f"regression guard: {calibrated}"
+    return [Verdict(claim, cell, measured, g.mean, band, statistic, status, reason, kind="guard")]
 
 
 def interval_se(interval: dict) -> float:
@@ -112,13 +150,16 @@ def restrict_to_seed(record: dict, seed: int) -> dict:
 
 
 def calibrate(check, record: dict) -> list[dict]:
-    """Per verdict cell: mean and sample sd over the record's seeds of the value `check` measures on
-    each seed alone. Paste the result under `tiny_expectations` (with `paper_direction_reproduced`
-    and `measured_with`)."""
+    """Per claim-verdict cell: mean and sample sd over the record's seeds of the value `check` measures
+    on each seed alone, with the run's scale, commit and code hash: the `guards:` entries of the claim's
+    YAML (add `measured_with`)."""
     per_cell: dict[str, list[float]] = {}
     for seed in record["seeds"]:
-        for v in check(restrict_to_seed(record, seed)):
+        for v in claims_of(check(restrict_to_seed(record, seed))):
             per_cell.setdefault(v.cell, []).append(float(v.measured))
-    return [{"cell": cell, "mean": float(np.mean(values)),
-             "seed_sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "seeds": len(values)}
+    git = record["environment"]["git"]
+    commit = (git["commit"] or "unknown")[:10] + ("+dirty" if git["dirty"] else "")
+    return [{"cell": cell, "scale": record["scale"], "mean": round(float(np.mean(values)), 5),
+             "seed_sd": round(float(np.std(values, ddof=1)), 5) if len(values) > 1 else 0.0, "seeds": len(values),
+             "commit": commit, "code_sha256": record["code_sha256"]}
             for cell, values in per_cell.items()]

@@ -10,6 +10,7 @@ built (its base image, the suite's source commit, the build time), and the image
 workflows do). Outside the image, `image` is None.
 """
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -19,7 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from repro.core.config import REPO_ROOT
+from repro.core.config import CONFIG_DIR, PACKAGE_DIR, REPO_ROOT
+
+SOURCE_INFO = PACKAGE_DIR / "_source.json"
+"""The commit an installed package was built from (written by setup.py's build step)."""
+NOT_NUMBERS = ("claims", "report.py", "cli.py", "fetch.py", "configs", "paper_tables", "_source.json")
+"""Parts of the package that judge, show or fetch numbers but do not produce them (see `code_sha256`)."""
 
 IMAGE_INFO = Path("/opt/ra3-repro/image.json")
 """Written by the Dockerfile at build time."""
@@ -28,14 +34,35 @@ LIBRARIES = ("ra3-repro", "torch", "transformers", "tokenizers", "datasets", "ac
 
 
 def git_state() -> dict[str, Any]:
+    """The source commit and whether the tree had changes: from git in a checkout, else from
+    `repro/_source.json`, which `pip install .` writes when it builds from a checkout (setup.py)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
 
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+    if (REPO_ROOT / ".git").exists():
+        try:
+            return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        except (OSError, subprocess.SubprocessError):
+            pass
+    if SOURCE_INFO.exists():
+        info = json.loads(SOURCE_INFO.read_text())
+        return {"commit": info.get("commit"), "dirty": info.get("dirty")}
+    return {"commit": None, "dirty": None}
+
+
+def code_sha256() -> str:
+    """sha256 of the code and configs that produce a run's numbers (repro/ except the claims' verdict
+    logic, reports and the command line; the scale, world and evaluation configs), the same for a
+    checkout and an installed wheel: regression guards calibrated on other code say STALE."""
+    files = sorted((f"repro/{p.relative_to(PACKAGE_DIR).as_posix()}", p) for p in PACKAGE_DIR.rglob("*.py")
+                   if p.relative_to(PACKAGE_DIR).parts[0] not in NOT_NUMBERS)
+    files += sorted((f"configs/{p.relative_to(CONFIG_DIR).as_posix()}", p) for p in CONFIG_DIR.rglob("*")
+                    if p.is_file() and p.relative_to(CONFIG_DIR).parts[0] in ("scales", "world", "eval.yaml"))
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str | None]:

@@ -296,10 +296,9 @@ class ScaleConfig:
     """RA3's EM loop (E-step RL over thoughts); its M-step trains with `ntp`'s settings."""
     rlvr: RLVRConfig | None = None
     """RLVR post-training (GRPO) and its convergence curves (`repro/rlvr.py`)."""
-    verdicts: Literal["paper", "calibrated"] = "paper"
-    """How the claims decide at this scale: `paper`, against the paper's values and bands; `calibrated`,
-    against regression guards calibrated from earlier runs of this code (a scale with no paper numbers,
-    such as the tiny world)."""
+    paper_values: bool = True
+    """Whether the claims compare absolute numbers with the paper's (its models on its benchmarks). Every
+    scale gets verdicts on the paper's directions; the tiny world has no paper numbers to compare."""
 
     def __post_init__(self):
         builds_model = (self.world, self.tokenizer, self.tiny_model, self.pretrain)

@@ -51,30 +51,43 @@ def test_stratified_bootstrap_is_the_plain_one_for_one_group_and_averages_groups
         stratified_paired_bootstrap([(np.ones(3), np.ones(4))])
 
 
-def test_guard_passes_near_the_calibration_fails_far_and_defers_on_overrides():
-    expectation = verdicts.Expectation("tiny x", mean=-0.09, seed_sd=0.02, seeds=3, paper_direction_reproduced=False,
-                                     measured_with="test")
-    record = {"seeds": [0], "sets": []}
-    near = verdicts.guard_verdict("c", "tiny x", -0.1, "s", [expectation], record, 3.0, 0.0, "> 0")
-    far = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [expectation], record, 3.0, 0.0, "> 0")
-    assert near.status == "PASS" and far.status == "FAIL" and "does NOT reproduce" in far.reason
+def test_guard_is_ok_near_the_calibration_drifts_far_and_is_stale_on_other_code():
+    guard = verdicts.Guard("tiny x", scale="tiny", mean=-0.09, seed_sd=0.02, seeds=3, commit="abc", code_sha256="c0de",
+                           measured_with="test")
+    record = {"seeds": [0], "sets": [], "scale": "tiny", "code_sha256": "c0de"}
+    (near,) = verdicts.guard_verdict("c", "tiny x", -0.1, "s", [guard], record, 3.0, 0.0)
+    (far,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [guard], record, 3.0, 0.0)
+    assert near.kind == far.kind == "guard" and near.status == "OK" and far.status == "DRIFT" and "abc" in far.reason
     half = 3.0 * np.sqrt(0.02 ** 2 / 1 + 0.02 ** 2 / 3)
     assert near.band == pytest.approx((-0.09 - half, -0.09 + half))
-    assert verdicts.guard_verdict("c", "other", 0.0, "s", [expectation], record, 3.0, 0.0, "").status == "INCONCLUSIVE"
-    overridden = verdicts.guard_verdict("c", "tiny x", -0.09, "s", [expectation], {"seeds": [0], "sets": ["a.b=1"]},
-                                      3.0, 0.0, "")
-    assert overridden.status == "INCONCLUSIVE" and "a.b=1" in overridden.reason
+    (stale,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [guard], {**record, "code_sha256": "new"}, 3.0, 0.0)
+    assert stale.status == "STALE" and "OUTSIDE" in stale.reason
+    assert verdicts.guard_verdict("c", "other", 0.0, "s", [guard], record, 3.0, 0.0) == []  # not calibrated
+    assert verdicts.guard_verdict("c", "tiny x", 0.0, "s", [guard], {**record, "scale": "small"}, 3.0, 0.0) == []
+    assert verdicts.guard_verdict("c", "tiny x", -0.09, "s", [guard], {**record, "sets": ["a.b=1"]}, 3.0, 0.0) == []
+
+
+def test_guards_never_decide_the_headline():
+    claim = Verdict("c", "x", 1.0, 0, (0, None), "", "PASS", "")
+    drift = Verdict("c", "x", 1.0, 0, (0, None), "", "DRIFT", "", kind="guard")
+    assert verdicts.overall([claim, drift]) == "PASS" and verdicts.counts([claim, drift])["PASS"] == 1
+    assert verdicts.guard_counts([claim, drift]) == {"OK": 0, "DRIFT": 1, "STALE": 0}
+    assert verdicts.side_of_zero(0.1, 0.3, +1) == "PASS" and verdicts.side_of_zero(0.1, 0.3, -1) == "FAIL"
+    assert verdicts.side_of_zero(-0.1, 0.3, +1) == "INCONCLUSIVE"
 
 
 def test_calibration_measures_each_seed_alone():
-    record = {"seeds": [0, 1, 2], "runs": [{"seed": s, "value": v} for s, v in ((0, 1.0), (1, 2.0), (2, 6.0))]}
+    record = {"seeds": [0, 1, 2], "runs": [{"seed": s, "value": v} for s, v in ((0, 1.0), (1, 2.0), (2, 6.0))],
+              "scale": "tiny", "code_sha256": "c0de", "environment": {"git": {"commit": "0123456789abc", "dirty": True}}}
 
     def check(rec):
         measured = float(np.mean([r["value"] for r in rec["runs"]]))
-        return [Verdict("c", "cell", measured, 0, (None, None), "", "PASS", "")]
+        return [Verdict("c", "cell", measured, 0, (None, None), "", "PASS", ""),
+                Verdict("c", "cell", measured, 0, (None, None), "", "OK", "", kind="guard")]
 
     (row,) = verdicts.calibrate(check, record)
-    assert row == {"cell": "cell", "mean": 3.0, "seed_sd": pytest.approx(np.std([1, 2, 6], ddof=1)), "seeds": 3}
+    assert row == {"cell": "cell", "scale": "tiny", "mean": 3.0, "seed_sd": pytest.approx(np.std([1, 2, 6], ddof=1)),
+                   "seeds": 3, "commit": "0123456789+dirty", "code_sha256": "c0de"}
 
 
 def test_list_names_every_claim_with_its_cost(capsys):

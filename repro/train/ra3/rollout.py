@@ -20,7 +20,10 @@ from repro.core.scale import RA3Config
 from repro.train.ra3.thoughts import Segment, build_infused, decision_point
 
 
-def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator, greedy: bool = False) -> int:
+    """A token from `logits` (on the generator's device): drawn at `temperature`, or the most likely one."""
+    if greedy:
+        return int(logits.argmax())
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     return int(torch.multinomial(probs, 1, generator=generator))
 
@@ -28,6 +31,10 @@ def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator
 def _think_probability(logits: torch.Tensor, comment_ids: torch.Tensor, temperature: float) -> float:
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)
     return float(torch.logsumexp(logp[comment_ids], dim=0).exp())
+
+
+def _uniform(generator: torch.Generator) -> float:
+    return float(torch.rand((), generator=generator, device=generator.device))
 
 
 def _token_positions(tokenizer, text: str, chars: dict[int, int], shift: int = 0) -> tuple[list[int], dict[int, int]]:
@@ -62,13 +69,15 @@ class _BatchCache:
     only what the rows still thinking need."""
 
     def __init__(self, model, rows: list[_Row], pad_id: int):
-        self.model, self.rows, self.pad_id = model, rows, pad_id
+        self.decoder, self.rows, self.pad_id = model.get_decoder(), rows, pad_id
+        self.device = next(model.parameters()).device
         self.members = list(range(len(rows)))
-        self.cache, self.mask = None, torch.zeros(len(rows), 0, dtype=torch.long)
+        self.cache, self.mask = None, torch.zeros(len(rows), 0, dtype=torch.long, device=self.device)
 
     def feed(self, tokens: dict[int, list[int]]) -> dict[int, torch.Tensor]:
         """Append each given row's tokens (member rows not given get masked slots); returns each
-        given row's logits for its tokens."""
+        given row's final hidden states for its tokens (the LM head runs only where a caller needs
+        logits: decisions and the next thought token, never over every position)."""
         width = max(len(t) for t in tokens.values())
         ids = torch.full((len(self.members), width), self.pad_id)
         mask = torch.zeros(len(self.members), width, dtype=torch.long)
@@ -77,16 +86,16 @@ class _BatchCache:
                 ids[i, : len(tokens[b])] = torch.tensor(tokens[b])
                 mask[i, : len(tokens[b])] = 1
         position_ids = torch.tensor([self.rows[b].length for b in self.members])[:, None] + torch.arange(width)[None]
-        self.mask = torch.cat([self.mask, mask], dim=1)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=position_ids, cache=self.cache,
-                         use_cache=True)
+        self.mask = torch.cat([self.mask, mask.to(self.device)], dim=1)
+        out = self.decoder(input_ids=ids.to(self.device), attention_mask=self.mask,
+                           position_ids=position_ids.to(self.device), cache=self.cache, use_cache=True)
         self.cache = out.cache
-        logits = {}
+        hidden = {}
         for i, b in enumerate(self.members):
             if b in tokens:
                 self.rows[b].length += len(tokens[b])
-                logits[b] = out.logits[i, : len(tokens[b])]
-        return logits
+                hidden[b] = out.last_hidden_state[i, : len(tokens[b])]
+        return hidden
 
     def void_last(self, b: int, count: int) -> None:
         """Forget the last `count` tokens row `b` fed (they came after its decision to think)."""
@@ -98,18 +107,23 @@ class _BatchCache:
 
     def retain(self, rows: list[int]) -> None:
         if rows != self.members:
-            index = torch.tensor([self.members.index(b) for b in rows], dtype=torch.long)
+            index = torch.tensor([self.members.index(b) for b in rows], dtype=torch.long, device=self.device)
             self.cache.batch_select_indices(index)
             self.mask, self.members = self.mask[index], list(rows)
 
 
 @torch.no_grad()
 def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence[Segment]], cfg: RA3Config,
-            comment_ids: torch.Tensor, generators: Sequence[torch.Generator]) -> list[dict[int, str]]:
+            comment_ids: torch.Tensor, generators: Sequence[torch.Generator],
+            greedy_thoughts: bool = False) -> list[dict[int, str]]:
     """One thought set per row, all rows batched through one KV cache (see the module docstring).
+    Where to think is always sampled; with `greedy_thoughts` what to think is the most likely text.
 
-    Row b draws every random number from `generators[b]`, in the order `naive_rollout` does, so a
-    row's thoughts do not depend on the other rows of its batch (up to floating-point ties)."""
+    Row b draws every random number from `generators[b]` (on the model's device), in the order
+    `naive_rollout` does, so a row's thoughts do not depend on the other rows of its batch (up to
+    floating-point ties)."""
+    head = model.get_output_embeddings()
+    comment_ids = comment_ids.to(next(model.parameters()).device)
     rows = []
     for text, segments, generator in zip(texts, segmented, generators, strict=True):
         chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
@@ -119,19 +133,20 @@ def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence
     cache = _BatchCache(model, rows, pad_id)
     while any(row.chunk for row in rows):
         fed = {b: row.chunk for b, row in enumerate(rows) if row.chunk}
-        logits = cache.feed(fed)
+        hidden = cache.feed(fed)
         thinking = {}
         for b, chunk in fed.items():
-            row, row_logits = rows[b], logits[b]
+            row = rows[b]
             row.chunk = []
-            for k in sorted(row.positions, key=row.positions.get):
-                j = row.positions[k]
-                if j == 0:
-                    continue
-                if torch.rand((), generator=row.generator) < _think_probability(row_logits[j - 1], comment_ids,
-                                                                                 cfg.temperature):
-                    cache.void_last(b, len(chunk) - j)  # the expert tokens after the decision give way to a thought
-                    thinking[b] = (k, row_logits[j - 1])
+            order = [k for k in sorted(row.positions, key=row.positions.get) if row.positions[k] > 0]
+            if not order:
+                continue
+            decisions = head(hidden[b][[row.positions[k] - 1 for k in order]])  # logits at the decisions only
+            for k, logits in zip(order, decisions, strict=True):
+                if _uniform(row.generator) < _think_probability(logits, comment_ids, cfg.temperature):
+                    # the expert tokens after the decision give way to a thought
+                    cache.void_last(b, len(chunk) - row.positions[k])
+                    thinking[b] = (k, logits)
                     break
         if not thinking:
             break
@@ -140,15 +155,15 @@ def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence
         for b, (_, decision_logits) in thinking.items():
             allowed = torch.full_like(decision_logits, float("-inf"))
             allowed[comment_ids] = decision_logits[comment_ids]
-            tokens[b] = [_sample(allowed, cfg.temperature, rows[b].generator)]
+            tokens[b] = [_sample(allowed, cfg.temperature, rows[b].generator, greedy_thoughts)]
         active = set(tokens)
         while active:
-            step_logits = cache.feed({b: [tokens[b][-1]] for b in active})
+            step = cache.feed({b: [tokens[b][-1]] for b in active})
             for b in sorted(active):
                 if len(tokens[b]) >= cfg.max_thought_tokens:
                     active.discard(b)
                     continue
-                token = _sample(step_logits[b][-1], cfg.temperature, rows[b].generator)
+                token = _sample(head(step[b][-1]), cfg.temperature, rows[b].generator, greedy_thoughts)
                 if "\n" in tokenizer.decode([token]):
                     active.discard(b)
                     continue
@@ -164,12 +179,14 @@ def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence
 
 
 @torch.no_grad()
-def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg: RA3Config,
-                  comment_ids: torch.Tensor, generator: torch.Generator) -> dict[int, str]:
+def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg: RA3Config, comment_ids: torch.Tensor,
+                  generator: torch.Generator, greedy_thoughts: bool = False) -> dict[int, str]:
     """The reference rollout of one row: the whole infused prefix is re-encoded for every decision
     and every thought token (no cache, no batch). Same random draws in the same order as a row of
     `rollout`, so a shared generator gives the same thoughts up to floating-point ties. Only for
     tests and `benchmarks/estep_throughput.py`."""
+    device = next(model.parameters()).device
+    comment_ids = comment_ids.to(device)
     thoughts: dict[int, str] = {}
     for k in range(1, len(segments)):
         infused = build_infused(text, segments, thoughts)
@@ -179,15 +196,15 @@ def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg:
         if j is None or j == 0:
             continue
         prefix = enc["input_ids"][:j]
-        logits = model(input_ids=torch.tensor([prefix])).logits[0, -1]
-        if torch.rand((), generator=generator) >= _think_probability(logits, comment_ids, cfg.temperature):
+        logits = model(input_ids=torch.tensor([prefix], device=device)).logits[0, -1]
+        if _uniform(generator) >= _think_probability(logits, comment_ids, cfg.temperature):
             continue
         allowed = torch.full_like(logits, float("-inf"))
         allowed[comment_ids] = logits[comment_ids]
-        tokens = [_sample(allowed, cfg.temperature, generator)]
+        tokens = [_sample(allowed, cfg.temperature, generator, greedy_thoughts)]
         while len(tokens) < cfg.max_thought_tokens:
-            token = _sample(model(input_ids=torch.tensor([prefix + tokens])).logits[0, -1], cfg.temperature,
-                            generator)
+            token = _sample(model(input_ids=torch.tensor([prefix + tokens], device=device)).logits[0, -1],
+                            cfg.temperature, generator, greedy_thoughts)
             if "\n" in tokenizer.decode([token]):
                 break
             tokens.append(token)
@@ -196,7 +213,7 @@ def naive_rollout(model, tokenizer, text: str, segments: Sequence[Segment], cfg:
     return thoughts
 
 
-def row_generators(generator: torch.Generator, n: int) -> list[torch.Generator]:
-    """`n` independent generators seeded from `generator`: one per rollout row."""
+def row_generators(generator: torch.Generator, n: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """`n` independent generators on `device` (the model's), seeded from `generator`: one per rollout row."""
     seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
-    return [torch.Generator().manual_seed(s) for s in seeds]
+    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
