@@ -100,6 +100,12 @@ class RA3Config:
     """Updates per batch of rollouts (1: plain on-policy policy gradient)."""
     kl_weight: float = 0.0
     """Weight of the KL penalty to the pre-E-step model on decisions and thoughts (0: off)."""
+    expert_lm_weight: float = 0.0
+    """Weight of next-token prediction on the expert tokens of the E-step's samples, an anchor that keeps
+    the E-step's updates from degrading the code model they share weights with (0: off)."""
+    infusion: Literal["sample", "greedy_thoughts", "best_of_group"] = "sample"
+    """Which thoughts of the final policy go into the M-step's corpus: one sample, sampled places with
+    the most likely thoughts, or the best of `group_size` samples by the E-step's reward."""
     rollout_batch_size: int = 64
     """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
     seed: int = 0

@@ -29,6 +29,9 @@ from repro.core.scale import TrainConfig
 
 log = logging.getLogger(__name__)
 
+OPTIMIZER_STATE = "optimizer.pt"
+"""What a schedule window leaves for the next (`train_causal_lm(steps=...)`): optimizer and scheduler state."""
+
 
 def pack(texts: Iterable[str], tokenizer, seq_len: int) -> torch.Tensor:
     """Token ids of all texts, each followed by EOS, cut into rows of `seq_len` (the tail dropped)."""
@@ -103,14 +106,21 @@ def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
 
 
 def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, run_dir: Path,
-                    desc: str = "training") -> dict:
+                    desc: str = "training", steps: tuple[int, int] | None = None,
+                    optimizer_state: Path | None = None) -> dict:
     """Train `model` on `texts` for `cfg.max_steps` steps, resuming from `run_dir`'s checkpoints.
 
-    Returns a summary (final loss, tokens seen, seconds, tokens/s); the model is trained in place
-    and saved with the tokenizer in `<run_dir>/model`.
+    `steps` = (a, b) trains only steps a..b-1 of that schedule (an RA3 M-step round), starting from
+    the optimizer and scheduler state another window left in `optimizer_state`; a window that ends
+    before the schedule does leaves its own in `<run_dir>/optimizer.pt` for the next one. Returns a
+    summary (final loss, tokens seen, seconds, tokens/s); the model is trained in place and saved
+    with the tokenizer in `<run_dir>/model`.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    first, last = steps or (0, cfg.max_steps)
+    if not 0 <= first < last <= cfg.max_steps:
+        raise ValueError(f"steps {steps} is not a window of the {cfg.max_steps}-step schedule")
     data = pack(texts, tokenizer, cfg.seq_len)
     accelerator = _accelerator(cfg)
     if cfg.gradient_checkpointing:
@@ -120,17 +130,23 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
     model, optimizer = accelerator.prepare(model, optimizer)
     # Not prepared: accelerate would step a scheduler once per process; ours counts optimizer steps.
     accelerator.register_for_checkpointing(scheduler)
-    start_step = 0
+    start_step = first
     if (found := runs.latest_checkpoint(run_dir)) is not None:
         accelerator.load_state(str(found))
         start_step = runs.checkpoint_step(found)
         log.info("resuming %s from %s", desc, found)
+    elif optimizer_state is not None:  # the model is this window's own; the optimizer continues the schedule
+        state = torch.load(optimizer_state, map_location=accelerator.device, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    elif first:
+        raise ValueError(f"{desc}: a window from step {first} needs the optimizer state the previous one left")
     metrics_file = run_dir / "metrics.jsonl"
-    if start_step == 0:
+    if start_step == first:
         metrics_file.unlink(missing_ok=True)
     model.train()
     tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * cfg.seq_len * accelerator.num_processes
-    progress = tqdm(range(start_step, cfg.max_steps), desc=desc, initial=start_step, total=cfg.max_steps,
+    progress = tqdm(range(start_step, last), desc=desc, initial=start_step - first, total=last - first,
                     unit="step", disable=not accelerator.is_main_process)
     started, recent = time.monotonic(), []
     for step in progress:
@@ -153,7 +169,7 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
             loss_sum += loss.item() / cfg.grad_accum_steps
         recent = (recent + [loss_sum])[-50:]
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.max_steps:
+        if done % cfg.log_every == 0 or done == last:
             elapsed = time.monotonic() - started
             rate = tokens_per_step * (done - start_step) / elapsed
             progress.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{rate:,.0f}")
@@ -161,19 +177,28 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
                 with open(metrics_file, "a") as f:
                     f.write(json.dumps({"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0],
                                         "tokens_per_second": rate, "elapsed_seconds": round(elapsed, 3)}) + "\n")
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.max_steps:
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < last:
             _save_checkpoint(accelerator, run_dir, done)
     seconds = time.monotonic() - started
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
+        if last < cfg.max_steps:
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                       run_dir / OPTIMIZER_STATE)
         unwrapped.save_pretrained(run_dir / "model", state_dict=accelerator.get_state_dict(model))
         tokenizer.save_pretrained(run_dir / "model")
-    trained_steps = cfg.max_steps - start_step
-    return {"final_loss": sum(recent) / max(1, len(recent)), "steps": cfg.max_steps, "rows": len(data),
-            "tokens_seen": tokens_per_step * cfg.max_steps, "seconds_this_session": round(seconds, 1),
+    trained_steps = last - start_step
+    return {"final_loss": sum(recent) / max(1, len(recent)), "steps": last - first, "window": [first, last],
+            "rows": len(data), "tokens_seen": tokens_per_step * (last - first),
+            "seconds_this_session": round(seconds, 1),
             "tokens_per_second": round(tokens_per_step * trained_steps / seconds, 1) if seconds > 0 else None,
             "resumed_from_step": start_step}
+
+
+def count_tokens(texts: Iterable[str], tokenizer) -> int:
+    """Tokens of the texts as `pack` counts them (each followed by EOS)."""
+    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 for text in texts)
 
 
 def cross_entropy(model, tokenizer, texts: Iterable[str], seq_len: int, batch_size: int = 16) -> float:

@@ -1,5 +1,6 @@
 """RA3's pieces: line segmentation, infusion, rewards, cached vs naive rollouts, and RA3 -> NTP as c -> inf."""
 
+import copy
 import dataclasses
 import json
 import math
@@ -120,6 +121,7 @@ def test_group_advantages_are_centred_per_boundary():
 
 def test_an_estep_updates_the_policy_and_reports(trained):
     model, tokenizer = trained
+    model = copy.deepcopy(model)  # the shared model stays as trained for the other tests
     policy = [p.detach().clone() for p in model.parameters()]
     metrics = em.estep(model, None, tokenizer, make_texts(8, seed=3, comments=False), CFG,
                         thoughts.comment_token_ids(tokenizer), torch.Generator().manual_seed(0))
@@ -159,3 +161,90 @@ def test_diagnostics_count_thoughts_at_block_starts_and_plot(tmp_path):
     result = ra3_diagnostics(tmp_path, rows)
     assert result["rounds"][0]["thoughts_at_block_starts"] == pytest.approx(2 / 3)
     assert (tmp_path / "estep.png").stat().st_size > 0 and "# make a list" in (tmp_path / "examples.md").read_text()
+
+
+def test_with_infinite_penalty_ra3_over_rounds_is_exactly_ntp(trained, tmp_path):
+    """Three M-step windows of one schedule, the optimizer carried between them: the same weights as
+    one uninterrupted NTP run (the fair budget: RA3's M-step sees NTP's expert tokens and schedule)."""
+    _, tokenizer = trained
+    texts = make_texts(60, seed=11, comments=False)
+    mstep = TrainConfig(seq_len=64, batch_size=4, lr=3e-3, max_steps=12, warmup_steps=2, checkpoint_every=0)
+    ntp_model = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 128), seed=1)
+    ra3_model = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 128), seed=1)
+    train_causal_lm(ntp_model, tokenizer, texts, mstep, tmp_path / "ntp")
+    summaries = em.em_loop(ra3_model, tokenizer, texts, dataclasses.replace(CFG, penalty=math.inf, rounds=3), mstep,
+                           tmp_path / "ra3")
+    assert [s["window"] for s in summaries] == [[0, 4], [4, 8], [8, 12]]
+    assert all(torch.equal(a, b) for a, b in zip(ntp_model.parameters(), ra3_model.parameters(), strict=True))
+
+
+def test_content_credit_compares_thoughts_at_the_same_boundary_only():
+    samples = [thoughts.Infused("", th, [], {}) for th in ({1: "a"}, {1: "b"}, {}, {2: "c"})]
+    returns = [torch.tensor([0.0, 5.0, 1.0]), torch.tensor([0.0, 1.0, 1.0]), torch.tensor([0.0, 9.0, 9.0]),
+               torch.tensor([0.0, 3.0, 2.0])]
+    content = em._content_advantages(returns, samples)
+    assert float(content[0][1]) > 0 > float(content[1][1])  # the acting sample's 9.0 does not enter
+    assert content[2] == {} and content[3] == {}  # one thinker at boundary 2: no content credit
+
+
+def test_greedy_thoughts_match_the_naive_rollout_and_draw_fewer_numbers(trained):
+    model, tokenizer = trained
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    texts = make_texts(3, seed=4, comments=False) * 6  # each snippet six times, each row its own generator
+    segmented = [thoughts.segment_lines(t) for t in texts]
+    cfg = dataclasses.replace(CFG, temperature=2.5)
+    batched = rollout.rollout(model, tokenizer, texts, segmented, cfg, comment_ids,
+                              [torch.Generator().manual_seed(i) for i in range(len(texts))], greedy_thoughts=True)
+    naive = [rollout.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i),
+                                   greedy_thoughts=True) for i, (t, s) in enumerate(zip(texts, segmented, strict=True))]
+    assert batched == naive
+    by_place: dict = {}
+    for row, th in enumerate(batched):
+        for k, text in th.items():
+            by_place.setdefault((texts[row], k), set()).add(text)
+    repeated = [place for place in by_place if sum(k == place[1] and texts[r] == place[0]
+                                                   for r, th in enumerate(batched) for k in th) > 1]
+    assert repeated and all(len(by_place[place]) == 1 for place in repeated)  # where rows think alike, same words
+
+
+def test_best_of_group_infusion_keeps_the_highest_reward(trained):
+    model, tokenizer = trained
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    texts = make_texts(6, seed=5, comments=False)
+    cfg = dataclasses.replace(CFG, temperature=2.5, infusion="best_of_group", group_size=4)
+    best = em.infuse_corpus(model, tokenizer, texts, cfg, comment_ids, torch.Generator().manual_seed(0))
+    # The same draws, all kept: the chosen one is the maximum of its snippet's candidates.
+    generators = rollout.row_generators(torch.Generator().manual_seed(0), len(texts) * 4)
+    segmented = [thoughts.segment_lines(t) for t in texts]
+    for i, text in enumerate(texts):
+        candidates = [thoughts.build_infused(text, segmented[i], th) for th in rollout.rollout(
+            model, tokenizer, [text] * 4, [segmented[i]] * 4, cfg, comment_ids, generators[i * 4: i * 4 + 4])]
+        scored = scoring.score_samples(model, tokenizer, candidates, [len(segmented[i])] * 4, comment_ids,
+                                       cfg.temperature)
+        totals = [float(scoring.rewards(s, x, cfg.penalty).sum()) for s, x in zip(scored, candidates, strict=True)]
+        assert best[i].thoughts == candidates[max(range(4), key=totals.__getitem__)].thoughts
+
+
+def test_the_expert_anchor_keeps_expert_likelihood(trained):
+    """The same E-step at a high learning rate, with and without next-token prediction on the expert
+    tokens: the anchored one loses less expert log-likelihood."""
+    model, tokenizer = trained
+    texts = make_texts(16, seed=6, comments=False)
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    samples = [thoughts.build_infused(t, thoughts.segment_lines(t), {}) for t in texts]
+    n_segments = [len(thoughts.segment_lines(t)) for t in texts]
+
+    def expert_logp(net) -> float:
+        with torch.no_grad():
+            return sum(float(s.line_logp.sum()) for s in scoring.score_samples(net, tokenizer, samples, n_segments,
+                                                                               comment_ids, 1.0))
+
+    before = expert_logp(model)
+    losses = {}
+    for weight in (0.0, 1.0):
+        net = init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 128), seed=0)
+        net.load_state_dict(model.state_dict())
+        cfg = dataclasses.replace(CFG, estep_lr=3e-2, estep_steps=4, expert_lm_weight=weight, temperature=2.5)
+        em.estep(net, None, tokenizer, texts, cfg, comment_ids, torch.Generator().manual_seed(1))
+        losses[weight] = before - expert_logp(net)
+    assert losses[1.0] < losses[0.0]

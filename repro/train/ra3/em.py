@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from repro.core import runs
 from repro.core.files import atomic_write
-from repro.core.scale import RA3Config
-from repro.train.ntp import train_causal_lm
+from repro.core.scale import RA3Config, TrainConfig
+from repro.train.ntp import OPTIMIZER_STATE, count_tokens, train_causal_lm
 from repro.train.ra3.rollout import rollout, row_generators
 from repro.train.ra3.scoring import Scored, returns_to_go, rewards, score_samples
 from repro.train.ra3.thoughts import Infused, build_infused, comment_token_ids, segment_lines
@@ -34,16 +34,36 @@ log = logging.getLogger(__name__)
 
 
 def _group_advantages(returns: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per boundary, the G samples' returns-to-go normalised by their mean and std (GRPO-style)."""
+    """Per boundary, the G samples' returns-to-go normalised by their mean and std (GRPO-style): the
+    credit of the decision to think or act there."""
     stacked = torch.stack(returns)
     mean, std = stacked.mean(0, keepdim=True), stacked.std(0, keepdim=True, unbiased=False)
     return list((stacked - mean) / (std + 1e-6))
 
 
-def _step_metrics(batch: list[tuple[Infused, Scored, torch.Tensor]]) -> dict[str, float]:
+def _content_advantages(returns: list[torch.Tensor], samples: list[Infused]) -> list[dict[int, torch.Tensor]]:
+    """Per boundary, the credit of what was thought there: a thinking sample's return-to-go against the
+    other samples of its group that thought at the same boundary (normalised among them), so a good
+    thought is preferred to a worse one rather than to acting. Needs two thinkers at the boundary."""
+    out: list[dict[int, torch.Tensor]] = [{} for _ in samples]
+    for k in {k for sample in samples for k in sample.thoughts}:
+        thinkers = [i for i, sample in enumerate(samples) if k in sample.thoughts]
+        if len(thinkers) < 2:
+            continue
+        values = torch.stack([returns[i][k] for i in thinkers])
+        normalised = (values - values.mean()) / (values.std(unbiased=False) + 1e-6)
+        for i, value in zip(thinkers, normalised, strict=True):
+            out[i][k] = value
+    return out
+
+
+def _step_metrics(batch: list[tuple[Infused, Scored, torch.Tensor]], references: list[dict[int, str]] | None) -> dict:
     """What an E-step step shows. `think_rate` is the share of decision points that needed a full
     rollout (a generated thought: the paper's "steps needing a full rollout"); `reprefill_rate` the
-    share whose decision came from a prefill after an earlier thought (the cache-reuse cost)."""
+    share whose decision came from a prefill after an earlier thought (the cache-reuse cost). With
+    reference thoughts (the tiny world's true intents at block starts): `thought_accuracy`, the share of
+    thoughts that equal the reference at their boundary, and `reference_recall`, the share of reference
+    boundaries where a thought was taken."""
     decisions = [k for _, scored, _ in batch for k in scored.action_logp]
     thoughts = [(sample, k) for sample, _, _ in batch for k in sample.thoughts]
     lengths = [scored.thought_tokens[k] for sample, scored, _ in batch for k in sample.thoughts
@@ -52,7 +72,7 @@ def _step_metrics(batch: list[tuple[Infused, Scored, torch.Tensor]]) -> dict[str
     reprefilled = sum(1 for sample, scored, _ in batch if sample.thoughts
                       for k in scored.action_logp if k > min(sample.thoughts))
     totals = [float(r.sum()) for _, _, r in batch]
-    return {
+    metrics = {
         "mean_reward": sum(totals) / len(batch),
         "elbo": sum(totals) / len(batch),
         "expert_logp": sum(float(scored.line_logp.sum()) for _, scored, _ in batch) / len(batch),
@@ -61,46 +81,80 @@ def _step_metrics(batch: list[tuple[Infused, Scored, torch.Tensor]]) -> dict[str
         "lines_per_thought": lines / len(thoughts) if thoughts else None,
         "reprefill_rate": reprefilled / max(1, len(decisions)),
     }
+    if references is not None:
+        metrics.update(thought_match(batch, references))
+    return metrics
+
+
+def thought_match(batch, references: list[dict[int, str]]) -> dict:
+    """Thoughts against reference thoughts (boundary -> text) of the same rows."""
+    right = sum(_same(sample.thoughts[k], ref.get(k)) for (sample, _, _), ref in zip(batch, references, strict=True)
+                for k in sample.thoughts)
+    total = sum(len(sample.thoughts) for sample, _, _ in batch)
+    covered = sum(k in sample.thoughts for (sample, _, _), ref in zip(batch, references, strict=True) for k in ref)
+    return {"thought_accuracy": right / total if total else None,
+            "reference_recall": covered / max(1, sum(len(ref) for ref in references))}
+
+
+def _same(thought: str, reference: str | None) -> bool:
+    return reference is not None and " ".join(thought.split()) == " ".join(reference.split())
 
 
 def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
-          generator: torch.Generator, on_step=None) -> list[dict[str, float]]:
+          generator: torch.Generator, on_step=None,
+          reference_thoughts: Sequence[dict[int, str]] | None = None) -> list[dict[str, float]]:
     """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.estep_lr, weight_decay=0.0)
+    device = next(model.parameters()).device
     segmented = [segment_lines(text) for text in snippets]
     history = []
     for step in range(cfg.estep_steps):
         chosen = torch.randperm(len(snippets), generator=generator)[: cfg.snippets_per_step].tolist()
         model.eval()
-        advantages = []
         texts = [snippets[i] for i in chosen for _ in range(cfg.group_size)]
         segments = [segmented[i] for i in chosen for _ in range(cfg.group_size)]
         thought_sets = rollout(model, tokenizer, texts, segments, cfg, comment_ids,
-                               row_generators(generator, len(texts)))
+                               row_generators(generator, len(texts), device))
         samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
         with torch.no_grad():
             scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
                                    cfg.temperature)
         rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
-        for g in range(0, len(samples), cfg.group_size):  # advantages are relative within a snippet's group
-            advantages += _group_advantages([returns_to_go(r) for r in rewards_[g: g + cfg.group_size]])
+        decision_adv, content_adv = [], []
+        for g in range(0, len(samples), cfg.group_size):  # credit is relative within a snippet's group
+            returns = [returns_to_go(r) for r in rewards_[g: g + cfg.group_size]]
+            decision_adv += _group_advantages(returns)
+            content_adv += _content_advantages(returns, samples[g: g + cfg.group_size])
         batch = list(zip(samples, scored, rewards_, strict=True))
-        old = [{k: v.detach() for k, v in s.action_logp.items()} for s in scored]
+        old = [({k: v.detach() for k, v in s.decision_logp.items()},
+                {k: (s.action_logp[k] - s.decision_logp[k]).detach() for k in s.thought_tokens}) for s in scored]
         model.train()
         for _ in range(cfg.ppo_epochs):
-            loss = _policy_loss(model, reference, tokenizer, batch, advantages, old, cfg, comment_ids)
+            loss = _policy_loss(model, reference, tokenizer, batch, decision_adv, content_adv, old, cfg, comment_ids)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        metrics = {"step": step + 1, **_step_metrics(batch), "loss": float(loss.detach())}
+        references = [reference_thoughts[i] for i in chosen for _ in range(cfg.group_size)] \
+            if reference_thoughts is not None else None
+        metrics = {"step": step + 1, **_step_metrics(batch, references), "loss": float(loss.detach())}
         history.append(metrics)
         if on_step is not None:
             on_step(metrics)
     return history
 
 
-def _policy_loss(model, reference, tokenizer, batch, advantages, old, cfg: RA3Config, comment_ids) -> torch.Tensor:
+def _clipped(logp: torch.Tensor, old: torch.Tensor, advantage: torch.Tensor, clip: float) -> torch.Tensor:
+    ratio = torch.exp(logp - old)
+    return -torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+
+
+def _policy_loss(model, reference, tokenizer, batch, decision_adv, content_adv, old, cfg: RA3Config,
+                 comment_ids) -> torch.Tensor:
+    """PPO's clipped surrogate on each decision (credited against the whole group) and each thought's
+    content (credited against the group's other thoughts at that boundary), plus the anchors: a k3
+    KL to the pre-E-step model on the actions taken (`kl_weight`) and next-token prediction on the
+    expert tokens (`expert_lm_weight`)."""
     samples = [sample for sample, _, _ in batch]
     n_segments = [len(scored.line_logp) for _, scored, _ in batch]
     new = score_samples(model, tokenizer, samples, n_segments, comment_ids, cfg.temperature)
@@ -109,74 +163,107 @@ def _policy_loss(model, reference, tokenizer, batch, advantages, old, cfg: RA3Co
             ref = score_samples(reference, tokenizer, samples, n_segments, comment_ids, cfg.temperature)
     terms = []
     for i, scored in enumerate(new):
-        for k, logp in scored.action_logp.items():
-            ratio = torch.exp(logp - old[i][k])
-            advantage = advantages[i][k]
-            term = -torch.min(ratio * advantage, ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantage)
+        old_decision, old_content = old[i]
+        for k, logp in scored.decision_logp.items():
+            terms.append(_clipped(logp, old_decision[k], decision_adv[i][k], cfg.clip_eps))
+            if k in content_adv[i]:
+                content = scored.action_logp[k] - logp
+                terms.append(_clipped(content, old_content[k], content_adv[i][k], cfg.clip_eps))
             if cfg.kl_weight > 0:  # k3 estimator of KL(q || q_ref) on the action taken
-                log_ratio = ref[i].action_logp[k] - logp
-                term = term + cfg.kl_weight * (log_ratio.exp() - 1 - log_ratio)
-            terms.append(term)
-    return torch.stack(terms).mean() if terms else torch.zeros((), requires_grad=True)
+                log_ratio = ref[i].action_logp[k] - scored.action_logp[k]
+                terms.append(cfg.kl_weight * (log_ratio.exp() - 1 - log_ratio))
+    loss = torch.stack(terms).mean() if terms else torch.zeros((), device=new[0].line_logp.device)
+    if cfg.expert_lm_weight > 0:
+        nll = torch.stack([-scored.line_logp.sum() / max(1, scored.expert_tokens) for scored in new]).mean()
+        loss = loss + cfg.expert_lm_weight * nll
+    return loss
 
 
 def infuse_corpus(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
                   generator: torch.Generator) -> list[Infused]:
-    """Each snippet with one thought set from the current policy, `cfg.rollout_batch_size` snippets
-    per batched rollout (none at all when c is infinite: the limit alpha -> 1 where no new latent is
-    ever started, and RA3 is NTP)."""
+    """Each snippet with one thought set from the current policy (none at all when c is infinite: the
+    limit alpha -> 1 where no new latent is ever started, and RA3 is NTP), `cfg.rollout_batch_size`
+    snippets per batched rollout. Which thought set is `cfg.infusion`: one sample (`sample`), one
+    sample of where to think with the most likely thoughts (`greedy_thoughts`), or the best of
+    `group_size` samples by the E-step's reward (`best_of_group`, group_size times the rollouts)."""
     segmented = [segment_lines(text) for text in snippets]
     if math.isinf(cfg.penalty):
         return [build_infused(t, s, {}) for t, s in zip(snippets, segmented, strict=True)]
-    generators = row_generators(generator, len(snippets))
+    draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
+    generators = row_generators(generator, len(snippets) * draws, next(model.parameters()).device)
     order = sorted(range(len(snippets)), key=lambda i: len(snippets[i]))  # similar lengths batch with little padding
     out: list[Infused | None] = [None] * len(snippets)
     with tqdm(total=len(snippets), desc="infusing", unit="snippet", leave=False) as progress:
         for start in range(0, len(order), cfg.rollout_batch_size):
             batch = order[start: start + cfg.rollout_batch_size]
-            thought_sets = rollout(model, tokenizer, [snippets[i] for i in batch], [segmented[i] for i in batch], cfg,
-                                   comment_ids, [generators[i] for i in batch])
-            for i, thoughts in zip(batch, thought_sets, strict=True):
-                out[i] = build_infused(snippets[i], segmented[i], thoughts)
+            rows = [(i, d) for i in batch for d in range(draws)]
+            thought_sets = rollout(model, tokenizer, [snippets[i] for i, _ in rows], [segmented[i] for i, _ in rows],
+                                   cfg, comment_ids, [generators[i * draws + d] for i, d in rows],
+                                   greedy_thoughts=cfg.infusion == "greedy_thoughts")
+            candidates = [build_infused(snippets[i], segmented[i], th) for (i, _), th in zip(rows, thought_sets,
+                                                                                            strict=True)]
+            if draws > 1:
+                with torch.no_grad():
+                    scored = score_samples(model, tokenizer, candidates, [len(segmented[i]) for i, _ in rows],
+                                           comment_ids, cfg.temperature)
+                totals = [float(rewards(s, x, cfg.penalty).sum()) for s, x in zip(scored, candidates, strict=True)]
+                for n, i in enumerate(batch):
+                    best = max(range(draws), key=lambda d: totals[n * draws + d])
+                    out[i] = candidates[n * draws + best]
+            else:
+                for i, candidate in zip(batch, candidates, strict=True):
+                    out[i] = candidate
             progress.update(len(batch))
     return out
 
 
-def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep, run_dir, on_estep=None) -> list[dict]:
+def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: TrainConfig, run_dir,
+            on_estep=None, reference_thoughts: Sequence[dict[int, str]] | None = None) -> list[dict]:
     """K rounds of E-step (thought policy) then M-step (NTP on the infused corpus), resumable by round.
 
-    The M-step budget is NTP's (`mstep.max_steps`) split evenly over the rounds, so RA3 and NTP see
-    the same number of training tokens. Returns one summary per round.
+    The M-step trains on as many expert tokens as NTP (`mstep.max_steps` steps of raw code): one
+    learning-rate schedule of ceil(max_steps x infused/raw tokens of round 0's corpus) steps, split
+    evenly over the rounds, with the optimizer's state carried from round to round. Returns one
+    summary per round. `reference_thoughts` (per snippet, boundary -> text; the tiny world's true
+    intents) only feed the diagnostics.
     """
     from transformers import AutoModelForCausalLM
 
     run_dir = Path(run_dir)
+    device = next(model.parameters()).device
     comment_ids = comment_token_ids(tokenizer)
     if tokenizer.pad_token is None:  # hub base models often have none; batched scoring pads on the right
         tokenizer.pad_token = tokenizer.eos_token
-    summaries = []
+    summaries, schedule = [], None
     for r in range(cfg.rounds):
         round_dir = run_dir / f"round-{r}"
         if runs.is_done(round_dir):
-            model = AutoModelForCausalLM.from_pretrained(round_dir / "model")
+            model = AutoModelForCausalLM.from_pretrained(round_dir / "model", dtype=torch.float32).to(device)
             summaries.append(runs.read_done(round_dir))
+            schedule = summaries[-1]["schedule"]
             continue
         round_dir.mkdir(parents=True, exist_ok=True)
         generator = torch.Generator().manual_seed(cfg.seed * 1009 + r)  # per round, so a resumed round repeats
         history = []
         if not math.isinf(cfg.penalty):
             reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 else None
-            history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep)
+            history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep,
+                            reference_thoughts)
         model.eval()
         infused = infuse_corpus(model, tokenizer, snippets, cfg, comment_ids, generator)
         atomic_write(round_dir / "estep.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         atomic_write(round_dir / "infused.jsonl", "".join(
             json.dumps({"text": x.text, "thoughts": {str(k): v for k, v in x.thoughts.items()}}) + "\n"
             for x in infused))
-        budget = dataclasses.replace(mstep, max_steps=max(1, mstep.max_steps // cfg.rounds))
-        summary = train_causal_lm(model, tokenizer, [x.text for x in infused], budget, round_dir,
-                                  desc=f"M-step {r + 1}/{cfg.rounds}")
-        summary = {"round": r, "mstep": summary, "estep": history,
+        if schedule is None:  # fixed once, from round 0's thought density
+            ratio = count_tokens([x.text for x in infused], tokenizer) / count_tokens(snippets, tokenizer)
+            schedule = {"steps": math.ceil(mstep.max_steps * ratio), "infused_to_raw_tokens": ratio}
+        window = (r * schedule["steps"] // cfg.rounds, (r + 1) * schedule["steps"] // cfg.rounds)
+        previous = run_dir / f"round-{r - 1}" / OPTIMIZER_STATE if r else None
+        summary = train_causal_lm(model, tokenizer, [x.text for x in infused],
+                                  dataclasses.replace(mstep, max_steps=schedule["steps"]), round_dir,
+                                  desc=f"M-step {r + 1}/{cfg.rounds}", steps=window, optimizer_state=previous)
+        summary = {"round": r, "mstep": summary, "estep": history, "schedule": schedule, "window": list(window),
                    "thoughts_per_snippet": sum(len(x.thoughts) for x in infused) / len(infused)}
         runs.mark_done(round_dir, summary)
         summaries.append(summary)
