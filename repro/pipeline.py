@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from repro.rlvr import eval_benchmarks, evaluate_point, read_point, train, train
 from repro.train.corpus import load_corpus
 from repro.train.ntp import train_causal_lm
 from repro.train.pretrain import init_model, train_tokenizer
-from repro.train.ra3.diagnostics import ra3_diagnostics
+from repro.train.ra3.diagnostics import ra3_diagnostics, reference_thoughts
 from repro.train.ra3.em import em_loop
 from repro.train.teacher import true_intent_corpus
 from repro.world import WorldConfig, world_dir
@@ -78,6 +79,21 @@ def expert_texts(scale: ScaleConfig, tokenizer, root: Path | None = None) -> tup
     return load_corpus(scale.corpus, tokenizer)
 
 
+def device() -> torch.device:
+    """The accelerator this process was given (its local rank's GPU), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def load_trainable(model: str):
+    """A model to train: fp32 master weights whatever the checkpoint's dtype (bf16 runs as autocast or
+    mixed precision, never as bf16 optimizer updates), on this process's device."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).to(device())
+
+
 def base_models(scale: ScaleConfig, root: Path | None = None) -> list[tuple[str, str]]:
     """(table name, local model folder) of each base model: the tiny model pretrained here, or each
     hub model at its pinned revision (from the Hugging Face cache; `ra3-repro fetch` fills it)."""
@@ -91,7 +107,7 @@ def base_models(scale: ScaleConfig, root: Path | None = None) -> list[tuple[str,
 def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
     """NTP mid-training of `base_model` on the scale's expert corpus (`seed`: the data order's seed,
     default the config's)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -101,7 +117,7 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
     if runs.is_done(path):
         return path / "model"
     with runs.stage_log(path):
-        model = AutoModelForCausalLM.from_pretrained(base_model)
+        model = load_trainable(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"NTP (seed {train.seed})")
         log.info("NTP done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
@@ -111,7 +127,7 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
 def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
     """Synthetic reasoning: NTP of `base_model` on the expert corpus with a teacher's comments (the tiny
     world's true intents at every block start), with NTP's settings and seed. Returns the model folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if scale.corpus is not None:
         raise ConfigError(f"scale {scale.name}: a teacher model for the hub corpus is not available yet; "
@@ -126,7 +142,7 @@ def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None,
         return path / "model"
     with runs.stage_log(path):
         tokenizer = AutoTokenizer.from_pretrained(base_model)
-        model = AutoModelForCausalLM.from_pretrained(base_model)
+        model = load_trainable(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"teacher NTP (seed {train.seed})")
         log.info("teacher NTP done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
@@ -151,7 +167,7 @@ def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
     """RA3 mid-training of `base_model`: the EM loop on the scale's expert corpus. Returns the stage
     directory: every round (`ra3_rounds`, the final model `ra3_model`), diagnostics.json, estep.png
     and examples.md."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     ra3, mstep = ra3_settings(scale, seed, penalty)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -160,11 +176,12 @@ def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
     path = runs.stage_dir("ra3", identity, root)
     if runs.is_done(path):
         return path
+    rows = read_jsonl(world_stage(scale, root) / "expert.jsonl") if scale.corpus is None else None
     with runs.stage_log(path):
-        model = AutoModelForCausalLM.from_pretrained(base_model)
+        model = load_trainable(base_model)
         summaries = em_loop(model, tokenizer, texts, ra3, mstep, path,
-                            on_estep=lambda m: log.info("E-step %s", json.dumps(m)))
-        rows = read_jsonl(world_stage(scale, root) / "expert.jsonl") if scale.corpus is None else None
+                            on_estep=lambda m: log.info("E-step %s", json.dumps(m)),
+                            reference_thoughts=None if rows is None else [reference_thoughts(row) for row in rows])
         diagnostics = ra3_diagnostics(path, rows)
         log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
     runs.mark_done(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
@@ -182,31 +199,35 @@ def ra3_model(stage: Path) -> Path:
     return ra3_rounds(stage)[-1] / "model"
 
 
-def eval_stage(model: str, benchmark: str, generation, root: Path | None = None, workers: int | None = None) -> Path:
+def eval_stage(model: str, benchmark: str, generation, root: Path | None = None, workers: int | None = None,
+               thoughts: str = "free") -> Path:
     """`model`'s completions on `benchmark`, scored in the sandbox: a directory with samples,
-    outcomes.jsonl and metrics.json, cached by (model weights, benchmark data, decoding settings)."""
+    outcomes.jsonl and metrics.json, cached by (model weights, benchmark data, decoding settings,
+    and `thoughts` unless free: repro.eval.generate.THOUGHT_MODES)."""
     config = benchmarks.load_eval_config()
     bench = benchmarks.load_benchmark(benchmark, config)
     identity = {"model": model_identity(model), "benchmark": benchmark, "data_sha256": bench.sha256,
                 "generation": generation, "sandbox": config.sandbox, "scoring": bench.config}
+    if thoughts != "free":
+        identity["thoughts"] = thoughts
     path = runs.stage_dir("eval", identity, root)
     if runs.is_done(path):
         return path
     with runs.stage_log(path):
-        metrics = score.evaluate_model(model, bench, config, generation, path, workers=workers)
+        metrics = score.evaluate_model(model, bench, config, generation, path, workers=workers, thoughts=thoughts)
         log.info("%s on %s: pass@1 %.4f", model, benchmark, metrics["pass@1"])
     runs.mark_done(path, {k: metrics[k] for k in metrics if k.startswith("pass@")} | {"model": model})
     return path
 
 
 def evaluate_into(out_dir: Path, label: str, model: str, benchmark: str, generation,
-                  root: Path | None = None) -> tuple[str, dict[str, Any]]:
+                  root: Path | None = None, thoughts: str = "free") -> tuple[str, dict[str, Any]]:
     """Evaluate (cached in runs/eval) and copy the outcome files into OUT/evals/LABEL/, so a claim's
     run directory carries its evidence. Returns (outcomes.jsonl relative to OUT, metrics)."""
-    source = eval_stage(model, benchmark, generation, root)
+    source = eval_stage(model, benchmark, generation, root, thoughts=thoughts)
     dest = Path(out_dir) / "evals" / label
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("outcomes.jsonl", "metrics.json", "generation.json", "samples.jsonl"):
+    for name in ("outcomes.jsonl", "metrics.json", "generation.json", "samples.jsonl", "samples_raw.jsonl"):
         shutil.copyfile(source / name, dest / name)
     metrics = json.loads((source / "metrics.json").read_text())
     return str((dest / "outcomes.jsonl").relative_to(out_dir)), metrics

@@ -22,19 +22,31 @@ def truncate(text: str, stops: Sequence[str]) -> str:
     return text[:cut]
 
 
+THOUGHT_MODES = ("free", "banned", "forced")
+"""How comment lines (thoughts) are treated while generating: as the model writes them (`free`), never
+written (`banned`: every token containing `#` is forbidden), or written by the caller (`forced`: each
+time the model starts a comment, its text is replaced by the next of the task's given thoughts)."""
+
+
 def generate(model_id: str, prompts: Sequence[str], gen: GenerationConfig, stops: Sequence[str],
-             revision: str | None = None) -> list[list[str]]:
-    """`gen.n` raw completions per prompt, truncated at the stop strings."""
+             revision: str | None = None, thoughts: str = "free",
+             given: Sequence[Sequence[str]] | None = None) -> list[list[str]]:
+    """`gen.n` raw completions per prompt, truncated at the stop strings; `thoughts` and `given` (one
+    list of thoughts per prompt, for `forced`) as THOUGHT_MODES says."""
     import torch
 
-    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None:
+    if thoughts not in THOUGHT_MODES:
+        raise ValueError(f"thoughts must be one of {THOUGHT_MODES}, got {thoughts!r}")
+    if (thoughts == "forced") != (given is not None):
+        raise ValueError("forced thoughts need the given thoughts of every prompt, and only they do")
+    if torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None and thoughts == "free":
         outputs = _generate_vllm(model_id, prompts, gen, stops, revision)
     else:
-        outputs = _generate_hf(model_id, prompts, gen, stops, revision)
+        outputs = _generate_hf(model_id, prompts, gen, stops, revision, thoughts, given)
     return [[truncate(text, stops) for text in texts] for texts in outputs]
 
 
-def _generate_hf(model_id, prompts, gen, stops, revision) -> list[list[str]]:
+def _generate_hf(model_id, prompts, gen, stops, revision, thoughts="free", given=None) -> list[list[str]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,23 +57,52 @@ def _generate_hf(model_id, prompts, gen, stops, revision) -> list[list[str]]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32  # CPUs are slow at bf16 matmuls
     model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device).eval()
+    extra = {}
+    if thoughts == "banned":
+        extra["bad_words_ids"] = [[i] for i in range(len(tokenizer)) if "#" in tokenizer.decode([i])]
     # Requests sorted by prompt length so a batch pads little; the order is fixed, so reruns match.
     requests = sorted(((i, j) for i in range(len(prompts)) for j in range(gen.n)),
                       key=lambda r: (len(prompts[r[0]]), r))
+    done: dict[tuple[int, int], str] = {}
+    written = {r: "" for r in requests}  # forced: the completion so far, given thoughts included
+    pending = {r: list(given[r[0]]) for r in requests} if thoughts == "forced" else {}
+    for round_ in range(1 + max((len(v) for v in pending.values()), default=0)):
+        todo = [r for r in requests if r not in done]
+        forcing = [r for r in todo if pending.get(r)]
+        for group, group_stops in ((forcing, [*stops, "#"]), ([r for r in todo if not pending.get(r)], list(stops))):
+            texts = _sample_batches(model, tokenizer, [prompts[i] + written[(i, j)] for i, j in group], gen,
+                                    group_stops, device, seed=gen.seed + 7919 * round_, **extra)
+            for r, text in zip(group, texts, strict=True):
+                cut = text.find("#")
+                if pending.get(r) and cut >= 0 and cut <= len(truncate(text, stops)):
+                    indent = text[text.rfind("\n", 0, cut) + 1: cut]
+                    # The next line's indentation minus one space: that space travels with its first token.
+                    written[r] += f"{text[:cut]}# {pending[r].pop(0)}\n{indent[:-1]}"
+                else:
+                    done[r] = written[r] + text
     outputs: list[list[str]] = [[""] * gen.n for _ in prompts]
-    batches = [requests[k: k + gen.batch_size] for k in range(0, len(requests), gen.batch_size)]
-    for number, batch in enumerate(tqdm(batches, desc="generating", unit="batch")):
-        torch.manual_seed(gen.seed * 1_000_003 + number)
-        encoded = tokenizer([prompts[i] for i, _ in batch], return_tensors="pt", padding=True).to(device)
+    for (i, j), text in done.items():
+        outputs[i][j] = text
+    return outputs
+
+
+def _sample_batches(model, tokenizer, prompts: list[str], gen, stops: list[str], device, seed: int,
+                    **extra) -> list[str]:
+    """One completion per prompt, `gen.batch_size` at a time, each batch seeded from (seed, batch)."""
+    import torch
+
+    out = []
+    batches = [list(range(k, min(k + gen.batch_size, len(prompts)))) for k in range(0, len(prompts), gen.batch_size)]
+    for number, batch in enumerate(tqdm(batches, desc="generating", unit="batch", disable=not batches)):
+        torch.manual_seed(seed * 1_000_003 + number)
+        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
         sampling = {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p} \
             if gen.temperature > 0 else {"do_sample": False}
         with torch.no_grad():
             tokens = model.generate(**encoded, max_new_tokens=gen.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                    stop_strings=list(stops), tokenizer=tokenizer, **sampling)
-        new = tokens[:, encoded["input_ids"].shape[1]:]
-        for (i, j), text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
-            outputs[i][j] = text
-    return outputs
+                                    stop_strings=stops, tokenizer=tokenizer, **sampling, **extra)
+        out += tokenizer.batch_decode(tokens[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
 
 
 def _generate_vllm(model_id, prompts, gen, stops, revision) -> list[list[str]]:

@@ -116,8 +116,12 @@ def write_results(out_dir: Path, rows: list[dict], metrics: dict, details: list[
 
 
 def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen, out_dir: Path, *,
-                   revision: str | None = None, limit: int | None = None, workers: int | None = None) -> dict:
-    """Generate `gen.n` completions per task, write raw and processed samples, score them.
+                   revision: str | None = None, limit: int | None = None, workers: int | None = None,
+                   thoughts: str = "free") -> dict:
+    """Generate `gen.n` completions per task, write raw and processed samples, score them. `thoughts`:
+    comment lines as the model writes them (`free`), forbidden (`banned`), or each replaced by the
+    task's next true intent (`forced`: tasks that carry `intents`, the tiny world's), see
+    `repro.eval.generate.THOUGHT_MODES`.
 
     Writes `samples_raw.jsonl`, `samples.jsonl`, `generation.json` (model, settings, prompt and stop
     rule, their hash), then the score files. Samples whose generation hash matches are reused.
@@ -129,6 +133,14 @@ def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen,
     settings = {"model": model_id, "revision": revision, "benchmark": benchmark.name, "data_sha256": benchmark.sha256,
                 "generation": dataclasses.asdict(gen), "stops": stops, "tasks": len(task_ids),
                 "prompt_rule": kind.PROMPT_RULE, "postprocess": kind.POSTPROCESS}
+    given = None
+    if thoughts != "free":
+        settings["thoughts"] = thoughts
+    if thoughts == "forced":
+        missing = [t for t in task_ids if "intents" not in benchmark.tasks[t]]
+        if missing:
+            raise DataError(f"{benchmark.name}: forced thoughts need each task's `intents`; {missing[0]} has none")
+        given = [benchmark.tasks[t]["intents"] for t in task_ids]
     settings_hash = config_hash(settings)
     generation_file = out_dir / "generation.json"
     if generation_file.exists() and json.loads(generation_file.read_text())["hash"] == settings_hash:
@@ -136,7 +148,7 @@ def evaluate_model(model_id: str, benchmark: Benchmark, config: EvalConfig, gen,
     else:
         prompts = [kind.prompt(benchmark, t) for t in task_ids]
         start = time.monotonic()
-        completions = generate.generate(model_id, prompts, gen, stops, revision)
+        completions = generate.generate(model_id, prompts, gen, stops, revision, thoughts, given)
         seconds = time.monotonic() - start
         raw, processed = [], []
         for task_id, prompt, texts in zip(task_ids, prompts, completions, strict=True):

@@ -145,13 +145,14 @@ def body(task: Task, commented: tuple[bool, ...]) -> tuple[list[str], list[int]]
     return lines, starts
 
 
-def humaneval_row(task: Task, task_id: str, n_examples: int) -> dict[str, str]:
-    """The task in the HumanEval schema: the canonical solution carries no comments."""
+def humaneval_row(task: Task, task_id: str, n_examples: int) -> dict[str, Any]:
+    """The task in the HumanEval schema (the canonical solution carries no comments), plus `intents`:
+    each block's canonical intent, the thoughts a perfect teacher would write (forced-thought evaluation)."""
     lines, _ = body(task, (False,) * len(task.skills))
     asserts = "".join(f"    assert candidate({x!r}) == {y!r}\n"
                       for x, y in zip(task.inputs, task.outputs, strict=True))
     return {"task_id": task_id, "prompt": prompt(task, n_examples), "canonical_solution": "\n".join(lines) + "\n",
-            "test": f"def check(candidate):\n{asserts}", "entry_point": task.name}
+            "test": f"def check(candidate):\n{asserts}", "entry_point": task.name, "intents": intents(task)}
 
 
 def corpus_row(task: Task, commented: tuple[bool, ...], n_examples: int) -> dict[str, Any]:

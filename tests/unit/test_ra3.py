@@ -148,18 +148,20 @@ def test_diagnostics_count_thoughts_at_block_starts_and_plot(tmp_path):
     from repro.train.ra3.diagnostics import ra3_diagnostics
 
     text = "def f(xs):\n    out = []\n    for x in xs:\n        out.append(x)\n    total = 0\n    return total\n"
-    rows = [{"text": text, "block_starts": [1, 4]}]  # physical lines where skill blocks start
+    rows = [{"text": text, "block_starts": [1, 4], "intents": ["make a list", "add up"]}]  # where blocks start
     segments = thoughts.segment_lines(text)
     round_dir = tmp_path / "round-0"
     round_dir.mkdir()
     infused = thoughts.build_infused(text, segments, {1: " make a list", 3: " inside", 4: " add up"})
-    (round_dir / "infused.jsonl").write_text(json.dumps({"text": infused.text, "thoughts": {"1": "a", "3": "b",
-                                                                                             "4": "c"}}) + "\n")
+    (round_dir / "infused.jsonl").write_text(json.dumps({"text": infused.text, "thoughts": {
+        "1": " make a list", "3": "inside", "4": "add it"}}) + "\n")
     (round_dir / "estep.jsonl").write_text("".join(json.dumps(
         {"mean_reward": -3.0 + i, "think_rate": 0.1, "thought_tokens": 5.0, "lines_per_thought": None}) + "\n"
         for i in range(3)))
     result = ra3_diagnostics(tmp_path, rows)
     assert result["rounds"][0]["thoughts_at_block_starts"] == pytest.approx(2 / 3)
+    assert result["rounds"][0]["thought_accuracy"] == pytest.approx(1 / 3)  # "make a list" only
+    assert result["rounds"][0]["intent_recall"] == 1.0
     assert (tmp_path / "estep.png").stat().st_size > 0 and "# make a list" in (tmp_path / "examples.md").read_text()
 
 

@@ -110,7 +110,8 @@ def test_tasks_use_the_humaneval_schema_with_at_least_five_asserts(world):
     _, manifest, rows = world
     for split, name in (("rl", "rl_tasks.jsonl"), ("heldout", "heldout.jsonl")):
         for n, task in enumerate(rows[name]):
-            assert set(task) == HUMANEVAL_KEYS and task["task_id"] == f"TinyWorld/{split}/{n}"
+            assert set(task) == HUMANEVAL_KEYS | {"intents"} and task["task_id"] == f"TinyWorld/{split}/{n}"
+            assert len(task["intents"]) == len(manifest["compositions"][split][task["task_id"]])
             assert task["prompt"].startswith(f"def {task['entry_point']}(") and task["prompt"].endswith('"""\n')
             assert task["test"].startswith("def check(candidate):\n")
             assert task["test"].count("    assert candidate(") >= 5
