@@ -30,7 +30,7 @@ from repro.train.ntp import train_causal_lm
 from repro.train.pretrain import init_model, train_tokenizer
 from repro.train.ra3.diagnostics import ra3_diagnostics, reference_thoughts
 from repro.train.ra3.em import em_loop
-from repro.train.teacher import true_intent_corpus
+from repro.train.teacher import teacher_corpus, true_intent_corpus
 from repro.world import WorldConfig, world_dir
 
 log = logging.getLogger(__name__)
@@ -125,28 +125,52 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
 
 
 def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
-    """Synthetic reasoning: NTP of `base_model` on the expert corpus with a teacher's comments (the tiny
-    world's true intents at every block start), with NTP's settings and seed. Returns the model folder."""
+    """Synthetic reasoning: NTP of `base_model` on the expert corpus with a teacher's comments (a built
+    world's true intents at every block start, or the scale's `synthetic` teacher model's comments), with
+    NTP's settings and seed. Returns the model folder."""
     from transformers import AutoTokenizer
 
-    if scale.corpus is not None:
-        raise ConfigError(f"scale {scale.name}: a teacher model for the hub corpus is not available yet; "
-                          "synthetic reasoning runs at the tiny scale, whose teacher is the world's true intents")
     train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
-    world = world_stage(scale, root)
-    texts = true_intent_corpus(read_jsonl(world / "expert.jsonl"))
-    identity = {"base": model_identity(base_model), "corpus": runs.read_done(world)["files"]["expert.jsonl"],
-                "teacher": "tiny world: true intents at every block start", "train": train}
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if scale.corpus is None:
+        world = world_stage(scale, root)
+        texts = true_intent_corpus(read_jsonl(world / "expert.jsonl"))
+        corpus = {"expert": runs.read_done(world)["files"]["expert.jsonl"],
+                  "teacher": "tiny world: true intents at every block start"}
+    else:
+        if scale.synthetic is None:
+            raise ConfigError(f"scale {scale.name} has no `synthetic` teacher in configs/scales/{scale.name}.yaml")
+        snippets, identity = expert_texts(scale, tokenizer, root)
+        corpus = {"expert": identity, "teacher": scale.synthetic}
+        texts = None
+    identity = {"base": model_identity(base_model), "corpus": corpus, "train": train}
     path = runs.stage_dir("teacher", identity, root)
     if runs.is_done(path):
         return path / "model"
     with runs.stage_log(path):
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        if texts is None:
+            texts = _teacher_texts(scale, snippets, path)
         model = load_trainable(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"teacher NTP (seed {train.seed})")
         log.info("teacher NTP done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
     return path / "model"
+
+
+def _teacher_texts(scale: ScaleConfig, snippets: list[str], path: Path) -> list[str]:
+    """The teacher model's commented corpus, written once to `<stage>/commented.jsonl` (a resumed stage
+    reads it back)."""
+    from huggingface_hub import snapshot_download
+
+    file = path / "commented.jsonl"
+    if file.exists():
+        return [row["text"] for row in read_jsonl(file)]
+    teacher = scale.synthetic.teacher
+    texts, counts = teacher_corpus(snippets, snapshot_download(teacher.hub_id, revision=teacher.revision),
+                                   scale.synthetic)
+    log.info("teacher comments: %s", json.dumps(counts))
+    atomic_write(file, "".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return texts
 
 
 def ra3_settings(scale: ScaleConfig, seed: int | None = None, penalty: float | None = None):

@@ -259,6 +259,20 @@ class ModelSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """The teacher of the synthetic-reasoning baseline (the paper's Fig. 7): an instruction-tuned model
+    that writes comments into the expert corpus, which NTP then trains on."""
+    teacher: ModelSpec
+    """The teacher model at a pinned revision."""
+    instruction: str
+    """What the teacher is asked, followed by the snippet in a Python code block."""
+    max_new_tokens: int
+    """Longest answer (the snippet with its comments)."""
+    batch_size: int
+    """Snippets commented together."""
+
+
+@dataclasses.dataclass(frozen=True)
 class CorpusSpec:
     dataset: str
     """Hugging Face dataset of the mid-training corpus."""
@@ -302,6 +316,9 @@ class ScaleConfig:
     """RA3's EM loop (E-step RL over thoughts); its M-step trains with `ntp`'s settings."""
     rlvr: RLVRConfig | None = None
     """RLVR post-training (GRPO) and its convergence curves (`repro/rlvr.py`)."""
+    synthetic: SyntheticConfig | None = None
+    """The synthetic-reasoning teacher for a hub corpus; a scale that builds its world uses the world's
+    true intents instead (a perfect teacher)."""
     paper_values: bool = True
     """Whether the claims compare absolute numbers with the paper's (its models on its benchmarks). Every
     scale gets verdicts on the paper's directions; the tiny world has no paper numbers to compare."""

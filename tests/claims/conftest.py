@@ -26,7 +26,8 @@ RLVR_SMOKE = ("rlvr.max_steps=4", "rlvr.eval_every=2", "rlvr.eval_tasks=40")
 
 # Every mid-training claim runs here, in this order (later claims reuse earlier claims' cached stages),
 # with these `--set` overrides; `theory` is tested on its own (tests/unit/test_theory.py).
-TINY_RUNS = {"table1": (), "mstep_loss": (), "penalty_ablation": PENALTY_SMOKE, "rlvr_curves": RLVR_SMOKE}
+TINY_RUNS = {"table1": (), "mstep_loss": (), "synthetic_reasoning": (), "penalty_ablation": PENALTY_SMOKE,
+             "rlvr_curves": RLVR_SMOKE}
 
 
 def pytest_generate_tests(metafunc):

@@ -78,7 +78,8 @@ def test_guards_never_decide_the_headline():
 
 def test_calibration_measures_each_seed_alone():
     record = {"seeds": [0, 1, 2], "runs": [{"seed": s, "value": v} for s, v in ((0, 1.0), (1, 2.0), (2, 6.0))],
-              "scale": "tiny", "code_sha256": "c0de", "environment": {"git": {"commit": "0123456789abc", "dirty": True}}}
+              "scale": "tiny", "code_sha256": "c0de",
+              "environment": {"git": {"commit": "0123456789abc", "dirty": True}}}
 
     def check(rec):
         measured = float(np.mean([r["value"] for r in rec["runs"]]))

@@ -17,7 +17,7 @@ HUMANEVAL_PLUS = FIXTURES / "evalplus" / "HumanEvalPlus-fixture.jsonl"
 def test_the_verbs_are_pinned():
     assert set(cli.VERBS) == {"env", "score", "selfcheck", "pretrain", "ntp", "eval", "theory", "verify", "ra3",
                                  "list", "table1", "mstep_loss", "penalty_ablation", "fetch", "report",
-                                 "rlvr_curves"}
+                                 "rlvr_curves", "synthetic_reasoning"}
 
 
 def test_help_lists_every_verb():
