@@ -6,7 +6,8 @@ CODE = "def f(xs):\n    out = []\n    for x in xs:\n        out.append(x)\n\n   
 
 
 def test_comments_are_inserted_at_the_indentation_of_their_line():
-    expected = "def f(xs):\n    # start\n    out = []\n    # loop\n    for x in xs:\n        out.append(x)\n\n    return out\n"
+    expected = ("def f(xs):\n    # start\n    out = []\n    # loop\n    for x in xs:\n"
+                "        out.append(x)\n\n    return out\n")
     assert insert_comments(CODE, {1: "start", 2: "loop"}) == expected
 
 
