@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 
 CLAIM = "table1"
 METHODS = ("base", "ntp", "ra3")
+BOUNDS = ("forced", "banned")
+"""The RA3 model's ceiling and floor at a built world (repro.eval.generate.THOUGHT_MODES)."""
+BOUND_METHODS = tuple(f"ra3-{mode}" for mode in BOUNDS)
+ESTEP_KEYS = ("step", "mean_reward", "think_rate", "thought_accuracy", "reference_recall")
+BOUND_LABELS = {"ra3-forced": "[ra3, true intents forced]", "ra3-banned": "[ra3, thoughts banned]"}
 COMPARISONS = (("ra3", "ntp"), ("ra3", "base"))
 CONFIG = CONFIG_DIR / "claims" / "table1.yaml"
 PAPER_TABLE = PAPER_TABLES / "table1.csv"
@@ -105,7 +110,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    rows, outcome_files, used, data_sha256, diagnostics = [], {}, {}, {}, {}
+    rows, bounds, outcome_files, used, data_sha256, diagnostics, estep_curves = [], [], {}, {}, {}, {}, {}
     for name, base in pipeline.base_models(scale, root):
         for seed in seeds:
             ra3_dir = pipeline.ra3_stage(scale, base, root, seed=seed)
@@ -116,37 +121,49 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
                                       ("examples.md", f"thoughts_{name}_s{seed}.md")):
                 if (ra3_dir / name_in).exists():
                     shutil.copyfile(ra3_dir / name_in, out_dir / name_out)
-            diagnostics[f"{name}/s{seed}"] = json.loads((ra3_dir / "diagnostics.json").read_text())["rounds"]
+            found = json.loads((ra3_dir / "diagnostics.json").read_text())
+            diagnostics[f"{name}/s{seed}"] = found["rounds"]
+            estep_curves[f"{name}/s{seed}"] = [{k: step.get(k) for k in ESTEP_KEYS} for step in found["estep"]]
             generation = dataclasses.replace(scale.generation, seed=seed)
-            for method, model in models.items():
+            # A built world knows every task's true intents: the RA3 model with them forced in (the
+            # ceiling of what its thoughts can give) and with every thought banned (the floor).
+            variants = [(method, model, "free") for method, model in models.items()]
+            if scale.world is not None:
+                variants += [(f"ra3-{mode}", models["ra3"], mode) for mode in BOUNDS]
+            for method, model, thoughts in variants:
                 used[f"{name}/{method}/s{seed}"] = model
                 for benchmark in scale.benchmarks:
                     label = f"{name}/{method}/s{seed}/{benchmark}"
-                    link, metrics = pipeline.evaluate_into(out_dir, label, model, benchmark, generation, root)
+                    link, metrics = pipeline.evaluate_into(out_dir, label, model, benchmark, generation, root,
+                                                           thoughts=thoughts)
                     outcome_files[label] = link
                     data_sha256[benchmark] = metrics["data_sha256"]
                     for metric in ("pass@1", "pass@5"):
                         if metric in metrics:
-                            rows.append({"model": name, "method": method, "benchmark": benchmark, "metric": metric,
-                                         "seed": seed, "value": metrics[metric],
-                                         "stderr": metrics["stderr"][metric], "n_tasks": metrics["n_tasks"]})
+                            (bounds if thoughts != "free" else rows).append({
+                                "model": name, "method": method, "benchmark": benchmark, "metric": metric,
+                                "seed": seed, "value": metrics[metric], "stderr": metrics["stderr"][metric],
+                                "n_tasks": metrics["n_tasks"]})
     cells = aggregate(rows, scale.benchmarks)
     record = {**record_fields(CLAIM, scale, seeds, sets), "benchmarks": list(scale.benchmarks),
-              "rows": rows, "cells": cells, "outcome_files": outcome_files, "stages": used,
-              "data_sha256": data_sha256, "ra3_diagnostics": diagnostics,
+              "rows": rows, "cells": cells, "bounds": aggregate(bounds, scale.benchmarks, BOUND_METHODS),
+              "bound_rows": bounds, "outcome_files": outcome_files, "stages": used,
+              "data_sha256": data_sha256, "ra3_diagnostics": diagnostics, "estep_curves": estep_curves,
               "paper": [r for r in paper_rows() if r["model"] in {c["model"] for c in cells}],
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"table1": markdown_table(record)}
     atomic_write(out_dir / "table1.md", f"# Table 1 ({scale.name} scale, seeds {seeds})\n\n"
                  + record["tables"]["table1"] + "\n")
-    return write_record(out_dir, record)
+    record = write_record(out_dir, record)
+    plot(record, out_dir / "table1.png")
+    return record
 
 
-def aggregate(rows: list[dict], benchmarks) -> list[dict]:
+def aggregate(rows: list[dict], benchmarks, methods: tuple[str, ...] = METHODS) -> list[dict]:
     """Cells over seeds: per (model, method, benchmark, metric), plus the average over benchmarks."""
     cells = []
     keys = sorted({(r["model"], r["method"], r["metric"]) for r in rows},
-                  key=lambda k: (k[0], METHODS.index(k[1]), k[2]))
+                  key=lambda k: (k[0], methods.index(k[1]), k[2]))
     for model, method, metric in keys:
         mine = [r for r in rows if (r["model"], r["method"], r["metric"]) == (model, method, metric)]
         seeds = sorted({r["seed"] for r in mine})
@@ -183,10 +200,11 @@ def markdown_table(record: dict) -> str:
                + [(AVERAGE, "pass@1"), (AVERAGE, "pass@5")])
     head = ["model", "method"] + [f"{b} {m}" if b != AVERAGE else f"avg {m}" for b, m in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    cells = {(c["model"], c["method"], c["benchmark"], c["metric"]): c for c in record["cells"]}
+    cells = {(c["model"], c["method"], c["benchmark"], c["metric"]): c
+             for c in record["cells"] + record.get("bounds", [])}
     for model in dict.fromkeys(c["model"] for c in record["cells"]):
-        for method in METHODS:
-            out = [model, method]
+        for method in METHODS + tuple(m for m in BOUND_METHODS if (model, m, benchmarks[0], "pass@1") in cells):
+            out = [model, BOUND_LABELS.get(method, method)]
             for benchmark, metric in columns:
                 cell = cells.get((model, method, benchmark, metric))
                 text = "-" if cell is None else f"{100 * cell['value']:.1f} +- {100 * cell['stderr']:.1f}"
@@ -195,8 +213,51 @@ def markdown_table(record: dict) -> str:
             lines.append("| " + " | ".join(out) + " |")
     lines.append("")
     lines.append(f"Seeds: {record['seeds']}; values in points, `+-` one standard error (sampling pooled with the "
-                 "seed spread); `paper`: paper_tables/table1.csv.")
+                 "seed spread); `paper`: paper_tables/table1.csv."
+                 + (" The RA3 rows in brackets are bounds, not methods: its model with each task's true intents "
+                    "forced in as its thoughts (ceiling), and with thoughts banned (floor)." if record.get("bounds")
+                    else ""))
+    for key, rounds in record.get("ra3_diagnostics", {}).items():
+        accuracy = [r.get("thought_accuracy") for r in rounds]
+        if any(a is not None for a in accuracy):
+            lines.append(f"Thought accuracy of RA3's infused corpus ({key}), per EM round: "
+                         + ", ".join("-" if a is None else f"{100 * a:.1f}%" for a in accuracy)
+                         + "; thoughts per snippet: " + ", ".join(f"{r['thoughts_per_snippet']:.2f}" for r in rounds)
+                         + ".")
     return "\n".join(lines)
+
+
+def plot(record: dict, path: Path) -> None:
+    """pass@1 and pass@5 of base, NTP and RA3 (and RA3's bounds) with 95% intervals, beside the E-step's
+    curves (mean reward and thought accuracy or think rate per step, every run)."""
+    from matplotlib.figure import Figure  # a bare Figure renders PNG with Agg, no global backend
+
+    cells = {(c["model"], c["method"], c["metric"]): c for c in record["cells"] + record.get("bounds", [])
+             if c["benchmark"] == (record["benchmarks"][0] if len(record["benchmarks"]) == 1 else AVERAGE)}
+    models = list(dict.fromkeys(c["model"] for c in record["cells"]))
+    fig = Figure(figsize=(13, 3.8 * len(models)))
+    axes = fig.subplots(len(models), 3, squeeze=False)
+    for row, model in zip(axes, models, strict=True):
+        methods = [m for m in METHODS + BOUND_METHODS if (model, m, "pass@1") in cells]
+        for ax, metric in zip(row[:2], ("pass@1", "pass@5"), strict=True):
+            present = [m for m in methods if (model, m, metric) in cells]
+            values = [cells[model, m, metric]["value"] for m in present]
+            errors = [1.96 * cells[model, m, metric]["stderr"] for m in present]
+            colors = ["tab:gray", "tab:orange", "tab:blue", "tab:green", "tab:red"][: len(present)]
+            ax.bar(range(len(present)), values, yerr=errors, capsize=4, color=colors)
+            ax.set_xticks(range(len(present)), [BOUND_LABELS.get(m, m) for m in present], fontsize=8)
+            ax.set(ylabel=metric, ylim=(0, 1), title=f"{model}: {metric} (95% intervals)")
+        curves = row[2]
+        for key, estep in record.get("estep_curves", {}).items():
+            if key.startswith(f"{model}/"):
+                for metric in ("thought_accuracy", "think_rate"):
+                    values = [s.get(metric) if s.get(metric) is not None else float("nan") for s in estep]
+                    curves.plot(values, label=f"{key.split('/')[1]} {metric.replace('_', ' ')}")
+        curves.set(xlabel="E-step step (all rounds)", title="E-step", ylim=(0, 1))
+        if curves.lines:
+            curves.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def check(record: dict) -> list[Verdict]:

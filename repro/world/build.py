@@ -64,6 +64,7 @@ def build_world(config: WorldConfig, out_dir: Path) -> dict:
         "skills": [skill.name for skill in SKILLS],
         "n_adjacent_pairs": len(adjacent_pairs()),
         "heldout_pairs": [list(pair) for pair in world["heldout_pairs"]],
+        "behaviours": world["behaviours"],
         "compositions": {split: {task_id: [skill.name for skill in task.skills]
                                  for task_id, task in zip(ids[split], world[split], strict=True)}
                          for split in ("rl", "heldout")},

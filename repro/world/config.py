@@ -42,6 +42,12 @@ class WorldConfig:
     another way. All 0: the docstring lists exactly the comments a programmer would write."""
     positional_names: bool = False
     """Blocks write `step1`, `step2`, ... instead of the skill's own variable name."""
+    behaviours: int = 0
+    """Named behaviours: made-up names for fixed two-block recipes (two adjacent skills with fixed
+    parameters, never a held-out pair). A docstring names a behaviour ("apply the tamlek") where its
+    two blocks are, so what those blocks are is knowledge the model must bring, not text in the prompt."""
+    behaviour_rate: float = 0.0
+    """Chance that a chain grows by a whole behaviour rather than one skill (where one fits)."""
 
     def __post_init__(self):
         counts = {"n_pretrain": self.n_pretrain, "n_expert": self.n_expert, "n_rl": self.n_rl,
@@ -51,7 +57,9 @@ class WorldConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if not 0.0 < self.heldout_pair_fraction < 1.0:  # held-out tasks need held-out pairs
             raise ValueError(f"heldout_pair_fraction must be in (0, 1), got {self.heldout_pair_fraction}")
-        for name in ("comment_probability", "helper_fraction"):
+        if self.behaviours < 0 or (self.behaviour_rate > 0) != (self.behaviours > 0):
+            raise ValueError("behaviours must be >= 0, and behaviour_rate > 0 exactly when there are behaviours")
+        for name in ("comment_probability", "helper_fraction", "behaviour_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 2 <= self.min_skills <= self.max_skills <= 4:

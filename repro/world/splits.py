@@ -22,7 +22,7 @@ import random
 from collections import Counter
 
 from repro.world.config import WorldConfig
-from repro.world.skills import SKILL_BY_NAME, SKILLS, Skill
+from repro.world.skills import SKILL_BY_NAME, SKILLS, Skill, sample_values
 from repro.world.tasks import Task, make_task, sample_parameters, task_key
 
 Pair = tuple[str, str]
@@ -70,12 +70,52 @@ def hold_out_pairs(fraction: float, rng: random.Random) -> list[Pair]:
     return sorted(held)
 
 
-def sample_chain(rng: random.Random, start: tuple[str, ...], length: int, forbidden: frozenset) -> tuple[Skill, ...]:
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """A named two-block recipe: two adjacent skills with fixed parameters."""
+    name: str
+    skills: tuple[Skill, Skill]
+    values: tuple[dict, dict]
+
+
+def make_behaviours(rng: random.Random, count: int, forbidden: frozenset) -> list[Behaviour]:
+    """`count` behaviours on distinct training pairs, each named by a made-up word (consonant-vowel
+    syllables), parameters drawn once."""
+    pairs = [pair for pair in adjacent_pairs() if pair not in forbidden]
+    if count > len(pairs):
+        raise ValueError(f"{count} behaviours need as many training pairs; there are {len(pairs)}")
+    names: set[str] = set()
+    while len(names) < count:
+        names.add("".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(2)) + rng.choice("klmnr"))
+    out = []
+    for name, (a, b) in zip(sorted(names), rng.sample(pairs, count), strict=True):
+        skills = (SKILL_BY_NAME[a], SKILL_BY_NAME[b])
+        out.append(Behaviour(name, skills, tuple(sample_values(skill, rng) for skill in skills)))
+    return out
+
+
+def sample_chain(rng: random.Random, start: tuple[str, ...], length: int, forbidden: frozenset,
+                 behaviours: tuple[Behaviour, ...] = (), behaviour_rate: float = 0.0):
     """A chain grown from `start` by prepending or appending skills, never a skill twice (its
-    variable would clobber its own input) and never adding a forbidden pair."""
+    variable would clobber its own input) and never adding a forbidden pair; with `behaviours`, a step
+    adds a whole behaviour with probability `behaviour_rate` where one fits. Returns the skills, the
+    fixed parameters of the behaviours' blocks {index: values} and the behaviours' (first index, name)."""
     chain = [SKILL_BY_NAME[name] for name in start]
+    fixed: list[dict | None] = [None] * len(chain)
+    spans: list[str | None] = [None] * len(chain)  # a behaviour's name at its first block
     while len(chain) < length:
         first, last = chain[0], chain[-1]
+        if behaviours and len(chain) + 2 <= length and rng.random() < behaviour_rate:
+            fits = [(True, b) for b in behaviours if b.skills[0].in_type == last.out_type
+                     and (last.name, b.skills[0].name) not in forbidden and not set(b.skills) & set(chain)]
+            fits += [(False, b) for b in behaviours if b.skills[1].out_type == first.in_type
+                     and (b.skills[1].name, first.name) not in forbidden and not set(b.skills) & set(chain)]
+            if fits:
+                append, behaviour = rng.choice(fits)
+                part, part_fixed, part_spans = list(behaviour.skills), list(behaviour.values), [behaviour.name, None]
+                chain, fixed, spans = ((chain + part, fixed + part_fixed, spans + part_spans) if append
+                                       else (part + chain, part_fixed + fixed, part_spans + spans))
+                continue
         kinds = [[(True, s) for s in group if s not in chain and (last.name, s.name) not in forbidden]
                  for group in SUCCESSOR_KINDS[last.name]]
         kinds += [[(False, s) for s in group if s not in chain and (s.name, first.name) not in forbidden]
@@ -85,19 +125,23 @@ def sample_chain(rng: random.Random, start: tuple[str, ...], length: int, forbid
             break
         append, skill = rng.choice(rng.choice(kinds))
         chain = [*chain, skill] if append else [skill, *chain]
-    return tuple(chain)
+        fixed = [*fixed, None] if append else [None, *fixed]
+        spans = [*spans, None] if append else [None, *spans]
+    return (tuple(chain), {i: v for i, v in enumerate(fixed) if v is not None},
+            tuple((i, name) for i, name in enumerate(spans) if name is not None))
 
 
 def sample_tasks(rng: random.Random, count: int, starts: list[tuple[str, ...]], forbidden: frozenset,
-                 config: WorldConfig, seen: set) -> list[Task]:
+                 config: WorldConfig, seen: set, behaviours: tuple[Behaviour, ...] = ()) -> list[Task]:
     """`count` distinct composed tasks grown from random `starts`, none in `seen` (which collects them)."""
     tasks: list[Task] = []
     if count == 0:
         return tasks
     for _ in range(MAX_DRAWS_PER_TASK * count):
         length = rng.randint(config.min_skills, config.max_skills)
-        chain = sample_chain(rng, rng.choice(starts), length, forbidden)
-        values = sample_parameters(rng, chain)
+        chain, fixed, spans = sample_chain(rng, rng.choice(starts), length, forbidden, behaviours,
+                                           config.behaviour_rate)
+        values = tuple(fixed.get(i, v) for i, v in enumerate(sample_parameters(rng, chain)))
         key = task_key(chain, values)
         # Short chains run out early (the defaults have about 3k distinct two-skill tasks), so
         # most draws are repeats; they are skipped before their inputs are sampled and run.
@@ -107,18 +151,26 @@ def sample_tasks(rng: random.Random, count: int, starts: list[tuple[str, ...]], 
         if task is None:
             continue
         seen.add(key)
-        tasks.append(task)
+        tasks.append(dataclasses.replace(task, behaviours=spans))
         if len(tasks) == count:
             return tasks
     raise ValueError(f"drew {MAX_DRAWS_PER_TASK * count} chains but found only {len(tasks)} of {count} "
                      f"distinct tasks; ask for fewer tasks")
 
 
-def sample_helpers(rng: random.Random, count: int, config: WorldConfig) -> list[Task]:
+def sample_helpers(rng: random.Random, count: int, config: WorldConfig,
+                   behaviours: tuple[Behaviour, ...] = ()) -> list[Task]:
+    """Single-skill functions, and with behaviours as often single-behaviour ones (a behaviour's recipe
+    on its own, the way real code defines a named helper)."""
     tasks = []
     while len(tasks) < count:  # every skill has parameters and inputs that pass make_task's filter
-        chain = (rng.choice(SKILLS),)
-        task = make_task(rng, chain, sample_parameters(rng, chain), config.n_tests)
+        if behaviours and rng.random() < 0.5:
+            behaviour = rng.choice(behaviours)
+            task = make_task(rng, behaviour.skills, behaviour.values, config.n_tests)
+            task = task and dataclasses.replace(task, behaviours=((0, behaviour.name),))
+        else:
+            chain = (rng.choice(SKILLS),)
+            task = make_task(rng, chain, sample_parameters(rng, chain), config.n_tests)
         if task is not None:
             tasks.append(task)
     return tasks
@@ -132,17 +184,18 @@ def generate(config: WorldConfig) -> dict:
 
     held = hold_out_pairs(config.heldout_pair_fraction, rng("pairs"))
     forbidden = frozenset(held)
+    behaviours = tuple(make_behaviours(rng("behaviours"), config.behaviours, forbidden))
     # Training chains grow from one skill drawn uniformly, so the many list[int] skills, which most
     # pairs connect, do not crowd out the string and dict skills.
     singles = [(skill.name,) for skill in SKILLS]
     seen: set = set()
-    heldout = sample_tasks(rng("heldout"), config.n_heldout, held, frozenset(), config, seen)
-    rl = sample_tasks(rng("rl"), config.n_rl, singles, forbidden, config, seen)
-    expert = sample_tasks(rng("expert"), config.n_expert, singles, forbidden, config, seen)
+    heldout = sample_tasks(rng("heldout"), config.n_heldout, held, frozenset(), config, seen, behaviours)
+    rl = sample_tasks(rng("rl"), config.n_rl, singles, forbidden, config, seen, behaviours)
+    expert = sample_tasks(rng("expert"), config.n_expert, singles, forbidden, config, seen, behaviours)
     pretrain_rng = rng("pretrain")
     n_helpers = round(config.helper_fraction * config.n_pretrain)
-    pretrain = sample_tasks(pretrain_rng, config.n_pretrain - n_helpers, singles, forbidden, config, seen)
-    pretrain += sample_helpers(pretrain_rng, n_helpers, config)
+    pretrain = sample_tasks(pretrain_rng, config.n_pretrain - n_helpers, singles, forbidden, config, seen, behaviours)
+    pretrain += sample_helpers(pretrain_rng, n_helpers, config, behaviours)
     pretrain_rng.shuffle(pretrain)  # so any prefix of the corpus has helpers and compositions alike
 
     def worded(tasks: list[Task], split: str, split_rng: random.Random) -> list[Task]:
@@ -155,6 +208,8 @@ def generate(config: WorldConfig) -> dict:
     pretrain = worded(pretrain, "pretrain", rng("pretrain-wording"))
     return {
         "heldout_pairs": held,
+        "behaviours": [{"name": b.name, "skills": [s.name for s in b.skills], "values": list(b.values)}
+                       for b in behaviours],
         "heldout": heldout,
         "rl": rl,
         "expert": [(task, (False,) * len(task.skills)) for task in expert],

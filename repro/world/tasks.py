@@ -68,6 +68,9 @@ class Task:
     """Per block, which of its wordings the docstring uses (`skills.wording`; empty: the canonical intents)."""
     positional_names: bool = False
     """Blocks write `step1`, `step2`, ... instead of the skill's own variable."""
+    behaviours: tuple[tuple[int, str], ...] = ()
+    """(first block, name) of each named behaviour in the chain: the docstring names it in place of
+    its two blocks' phrases."""
 
 
 def task_key(chain: tuple[Skill, ...], values: tuple[dict[str, Any], ...]) -> tuple:
@@ -120,6 +123,8 @@ def prompt(task: Task, n_examples: int) -> str:
     wordings = task.wording or (0,) * len(task.skills)
     phrases = [wording(skill, values, index)
                for skill, values, index in zip(task.skills, task.values, wordings, strict=True)]
+    for first, name in sorted(task.behaviours, reverse=True):
+        phrases[first: first + 2] = [f"apply the {name}"]
     description = ", then ".join(phrases)
     lines = [f"def {task.name}({ARG_NAMES[task.skills[0].in_type]}):",
              f'    """{description[0].upper()}{description[1:]}.']
