@@ -21,7 +21,8 @@ import torch
 
 from repro.core import runs
 from repro.core.config import CONFIG_DIR, ConfigError, load
-from repro.core.files import atomic_write, read_jsonl
+from repro.core.files import DataError, atomic_write, read_jsonl
+from repro.core.hub import cached_snapshot, hub_cache, offline
 from repro.core.scale import ScaleConfig
 from repro.eval import benchmarks, score
 from repro.rlvr import eval_benchmarks, evaluate_point, read_point, train, train_tasks
@@ -99,9 +100,58 @@ def base_models(scale: ScaleConfig, root: Path | None = None) -> list[tuple[str,
     hub model at its pinned revision (from the Hugging Face cache; `ra3-repro fetch` fills it)."""
     if not scale.models:
         return [("tiny", str(pretrain_stage(scale, root)))]
-    from huggingface_hub import snapshot_download
+    return [(spec.name, hub_snapshot(spec.hub_id, spec.revision, "model", scale.name)) for spec in scale.models]
 
-    return [(spec.name, snapshot_download(spec.hub_id, revision=spec.revision)) for spec in scale.models]
+
+def hub_snapshot(repo: str, revision: str, repo_type: str, scale: str) -> str:
+    """The local folder of `repo` at `revision` (downloaded unless HF_HUB_OFFLINE=1), or a DataError in
+    one line saying what is missing and how to get it."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    fetch = f"`ra3-repro fetch --scale {scale} --cache DIR` where the hub can be reached, then run with --cache DIR"
+    try:
+        return snapshot_download(repo, repo_type=repo_type, revision=revision, local_files_only=offline(),
+                                 allow_patterns=None if repo_type == "model" else ["README.md"])
+    except LocalEntryNotFoundError:
+        raise DataError(f"{repo}@{revision} is not in the hub cache {hub_cache()} and HF_HUB_OFFLINE=1: run "
+                        f"{fetch}") from None
+    except GatedRepoError:
+        raise DataError(f"{repo} is gated: accept its terms at https://huggingface.co/"
+                        f"{'datasets/' if repo_type == 'dataset' else ''}{repo} and set HF_TOKEN to a token with "
+                        "read access") from None
+    except RevisionNotFoundError:
+        raise DataError(f"{repo} has no revision {revision}: check its pin in configs/scales/{scale}.yaml") from None
+    except RepositoryNotFoundError:
+        raise DataError(f"{repo} is not on the hub (or is private: set HF_TOKEN); check "
+                        f"configs/scales/{scale}.yaml") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise DataError(f"{repo}@{revision}: the hub could not be reached ({type(exc).__name__}); run "
+                        f"{fetch}") from None
+
+
+def check_inputs(scale: ScaleConfig, repos: list[str]) -> None:
+    """Every hub model and data set of the scale that `repos` names, reachable at its pinned revision
+    (from the cache when offline) before anything trains; raises DataError in one line."""
+    pins = {m.hub_id: (m.revision, "model") for m in scale.models}
+    if scale.corpus is not None:
+        pins[scale.corpus.dataset] = (scale.corpus.revision, "dataset")
+    if scale.rlvr is not None and scale.rlvr.train_data is not None:
+        pins[scale.rlvr.train_data.dataset] = (scale.rlvr.train_data.revision, "dataset")
+    if scale.synthetic is not None:
+        pins[scale.synthetic.teacher.hub_id] = (scale.synthetic.teacher.revision, "model")
+    for repo in repos:
+        revision, repo_type = pins[repo]
+        if repo_type == "dataset" and offline():
+            cached_snapshot(repo, "dataset", revision)
+        else:
+            hub_snapshot(repo, revision, repo_type, scale.name)
 
 
 def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, seed: int | None = None) -> Path:
@@ -160,13 +210,11 @@ def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None,
 def _teacher_texts(scale: ScaleConfig, snippets: list[str], path: Path) -> list[str]:
     """The teacher model's commented corpus, written once to `<stage>/commented.jsonl` (a resumed stage
     reads it back)."""
-    from huggingface_hub import snapshot_download
-
     file = path / "commented.jsonl"
     if file.exists():
         return [row["text"] for row in read_jsonl(file)]
     teacher = scale.synthetic.teacher
-    texts, counts = teacher_corpus(snippets, snapshot_download(teacher.hub_id, revision=teacher.revision),
+    texts, counts = teacher_corpus(snippets, hub_snapshot(teacher.hub_id, teacher.revision, "model", scale.name),
                                    scale.synthetic)
     log.info("teacher comments: %s", json.dumps(counts))
     atomic_write(file, "".join(json.dumps({"text": t}) + "\n" for t in texts))

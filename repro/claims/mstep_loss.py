@@ -28,11 +28,13 @@ tails are compared per seed the same way over seeds (INCONCLUSIVE with fewer tha
 import dataclasses
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from repro.claims import preflight
 from repro.claims.record import record_fields, write_record
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 CLAIM = "mstep_loss"
 CONFIG = CONFIG_DIR / "claims" / "mstep_loss.yaml"
+NEEDS = ("ntp", "ra3")
 COST = {"tiny": "8 s after table1 (its stages are cached: one CI run), about 6 min per seed alone",
         "small": "the table1 stages plus minutes of scoring on one GPU", "paper": "the table1 stages"}
 
@@ -83,6 +86,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     from repro.train.ra3.thoughts import comment_token_ids
 
     seeds = seeds or [0]
+    preflight(sys.modules[__name__], scale)
     cfg = load_config()
     if scale.name not in cfg.heldout:
         raise ConfigError(f"{CONFIG}: `heldout` has no benchmark for scale {scale.name}")

@@ -29,11 +29,13 @@ Regression guards (OK / DRIFT / STALE) where calibrated (configs/claims/penalty_
 
 import dataclasses
 import logging
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from repro.claims import preflight
 from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CLAIM = "penalty_ablation"
 CONFIG = CONFIG_DIR / "claims" / "penalty_ablation.yaml"
+NEEDS = ("ntp", "ra3", "generation")
 COST = {"tiny": "about 10 min for one seed on 2 CPU cores after table1", "small": "two extra RA3 runs on one GPU",
         "paper": "two extra RA3 runs per model"}
 
@@ -81,9 +84,8 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     from repro import pipeline  # torch and the training stack: only when running, so `check` stays light
 
     seeds = seeds or [0]
+    preflight(sys.modules[__name__], scale)
     cfg = load_config()
-    if scale.ra3 is None:
-        raise ConfigError(f"scale {scale.name} has no `ra3` settings")
     if scale.name not in cfg.benchmarks:
         raise ConfigError(f"{CONFIG}: `benchmarks` has no entry for scale {scale.name}")
     out_dir = Path(out_dir)

@@ -39,11 +39,13 @@ t-interval assumes roughly normal seed-to-seed spread; there is no correction fo
 import dataclasses
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from repro.claims import preflight
 from repro.claims.record import record_fields, write_record
 from repro.claims.verdicts import Verdict, side_of_zero
 from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 
 CLAIM = "rlvr_curves"
 CONFIG = CONFIG_DIR / "claims" / "rlvr_curves.yaml"
+NEEDS = ("ntp", "ra3", "rlvr", "generation")
 COST = {"tiny": "17.5 min measured for 3 inits x 3 seeds on 2 shared CPU cores, once NTP and RA3 of each seed exist",
         "small": "9 GRPO runs of one 1.5B model on one GPU", "paper": "9 GRPO runs per model on 8 GPUs"}
 STATISTICS = ("area", "final", "steps_to_threshold")
@@ -103,9 +106,8 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     from repro import pipeline  # torch, TRL: only when running, so `check` stays light
 
     seeds = seeds or [0]
+    preflight(sys.modules[__name__], scale)
     cfg = load_config()
-    if scale.rlvr is None:
-        raise ConfigError(f"scale {scale.name} has no `rlvr` settings in configs/scales/{scale.name}.yaml")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()

@@ -23,9 +23,11 @@ Regression guards (OK / DRIFT / STALE) where calibrated (configs/claims/syntheti
 
 import dataclasses
 import logging
+import sys
 import time
 from pathlib import Path
 
+from repro.claims import preflight
 from repro.claims.record import per_task, record_fields, write_record
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 CLAIM = "synthetic_reasoning"
 CONFIG = CONFIG_DIR / "claims" / "synthetic_reasoning.yaml"
 METHODS = ("ntp", "synthetic", "ra3")
+NEEDS = ("ntp", "ra3", "generation")  # and `synthetic`, the teacher model, where the corpus comes from the hub
 COST = {"tiny": "one teacher NTP stage (about 1 min) and its evaluation after table1; about 12 min per seed alone",
         "small": "a teacher model commenting 50k snippets, then NTP, on one GPU (not run here)",
         "paper": "the teacher over 3.5M snippets and NTP per model (not run here)"}
@@ -68,6 +71,13 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
 
     seeds = seeds or [0]
     cfg = load_config()
+    teacher = ()
+    if scale.corpus is not None:
+        if scale.synthetic is None:
+            raise ConfigError(f"claim {CLAIM} at scale {scale.name} needs a `synthetic` teacher model in "
+                              f"configs/scales/{scale.name}.yaml (or --set synthetic='{{...}}')")
+        teacher = (("synthetic.teacher", scale.synthetic.teacher.hub_id, scale.synthetic.teacher.revision),)
+    preflight(sys.modules[__name__], scale, teacher)
     if scale.name not in cfg.benchmarks:
         raise ConfigError(f"{CONFIG}: `benchmarks` has no entry for scale {scale.name}")
     out_dir = Path(out_dir)

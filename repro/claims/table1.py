@@ -41,11 +41,13 @@ import dataclasses
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from repro.claims import preflight
 from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, PAPER_TABLES, ConfigError, load
@@ -105,8 +107,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     from repro import pipeline  # torch and the training stack: only when running, so `check` stays light
 
     seeds = seeds or [0]
-    if scale.ra3 is None:
-        raise ConfigError(f"scale {scale.name} has no `ra3` settings")
+    preflight(sys.modules[__name__], scale)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -342,6 +343,7 @@ def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
     return out
 
 
+NEEDS = ("ntp", "ra3", "generation")
 COST = {"tiny": "1 seed from nothing: 10 min 52 s and 11 min 16 s on 2 CPU cores (two CI runs, record `seconds`); "
                 "3 seeds: 65 min on 2 cores shared with other jobs", "small": "hours on one 80 GB GPU",
         "paper": "GPU-days (three models, 3.5M snippets)"}

@@ -143,6 +143,7 @@ class TheoryConfig:
             raise ValueError("; ".join(problems))
 
 
+NEEDS = ()
 COST = {"tiny": "2.9 s on 2 CPU cores (numpy only: 1.3 s pruning, 0.1 s convergence, the rest plots and provenance)",
         "small": "the same (the experiments do not depend on the scale)", "paper": "the same"}
 

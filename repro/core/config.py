@@ -6,6 +6,7 @@ dataclasses, `X | None`, `list[X]`, `tuple[X, ...]` and `dict[str, X]` are under
 """
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,7 @@ CONFIG_DIR = REPO_ROOT / "configs" if (REPO_ROOT / "configs").is_dir() else PACK
 PAPER_TABLES = REPO_ROOT / "paper_tables" if (REPO_ROOT / "paper_tables").is_dir() else PACKAGE_DIR / "paper_tables"
 
 T = TypeVar("T")
+SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -91,6 +93,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and SCIENTIFIC.fullmatch(value):
+        return float(value)  # YAML 1.1 (PyYAML) reads 1e-5 as a string; only 1.0e-5 is a float there
     if hint in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {hint.__name__}, got a boolean")
     if not isinstance(value, hint):

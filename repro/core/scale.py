@@ -10,12 +10,13 @@ section's schema is here, beside the others (the algorithms import it, never the
 """
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from repro.core.config import CONFIG_DIR, ConfigError, load
+from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
 
 SCALES = ("tiny", "small", "paper")
 
@@ -340,21 +341,45 @@ def load_scale(name: str, config_dir: Path = CONFIG_DIR) -> ScaleConfig:
     return load(ScaleConfig, config_dir / "scales" / f"{name}.yaml")
 
 
+def _section_types() -> dict[str, type]:
+    """The dataclass of every section of ScaleConfig (`ra3` -> RA3Config, ...)."""
+    hints = typing.get_type_hints(ScaleConfig)
+    out = {}
+    for field, hint in hints.items():
+        options = [hint, *typing.get_args(hint)]
+        kinds = [h for h in options if dataclasses.is_dataclass(h)]
+        if kinds:
+            out[field] = kinds[0]
+    return out
+
+
 def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleConfig:
-    """The scale's config with overrides `section.key=value` (value parsed as YAML), e.g.
-    `ra3.rounds=1` or `generation.n=2`: a quick look at a claim without editing the YAML."""
+    """The scale's config with overrides (values parsed as YAML): `section.key=value`, e.g.
+    `ra3.rounds=1` or `generation.n=2`, or a whole section `section={key: value, ...}` (for a section
+    the scale does not have, e.g. `ra3` at a scale without one): a quick look without editing the YAML."""
     scale = load_scale(name)
+    sections = _section_types()
+    for item in sets:  # whole sections first; keys of a section then apply on top of them
+        key, sep, raw = item.partition("=")
+        if sep and key.strip() in sections:
+            scale = dataclasses.replace(scale, **{key.strip(): from_dict(sections[key.strip()], yaml.safe_load(raw),
+                                                                         f"--set {key.strip()}")})
     changes: dict[str, dict[str, Any]] = {}  # section -> {key: value}, applied together: keys can depend on each other
     for item in sets:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
+        if sep and len(parts) == 1 and parts[0] in sections:
+            continue
         if not sep or len(parts) != 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. ra3.rounds=1")
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. ra3.rounds=1, or a whole section "
+                              f"section={{key: value, ...}} (sections: {sorted(sections)})")
         section, field = parts
-        current = getattr(scale, section, None) if section in {f.name for f in dataclasses.fields(scale)} else None
-        if not dataclasses.is_dataclass(current):
-            valid = [f.name for f in dataclasses.fields(scale) if dataclasses.is_dataclass(getattr(scale, f.name))]
-            raise ConfigError(f"--set {item!r}: unknown section {section!r} of scale {name}; valid: {valid}")
+        if section not in sections:
+            raise ConfigError(f"--set {item!r}: unknown section {section!r} of scale {name}; valid: {sorted(sections)}")
+        current = getattr(scale, section)
+        if current is None:
+            raise ConfigError(f"--set {item!r}: scale {name} has no `{section}` section to change; give it whole, "
+                              f"--set {section}='{{key: value, ...}}' ({sections[section].__name__})")
         fields = {f.name: f for f in dataclasses.fields(current)}
         if field not in fields:
             raise ConfigError(f"--set {item!r}: {section} has no key {field!r}; valid: {sorted(fields)}")
