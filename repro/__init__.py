@@ -3,10 +3,10 @@
 The package is layered; each layer imports only from the layers before it (a test parses every
 import, function-level ones included, and fails on an upward import or a cycle):
 
-    core -> world -> eval -> train -> rlvr -> pipeline -> claims -> report -> fetch -> cli
+    core -> world -> eval -> train -> rlvr -> pipeline -> plan -> claims -> report -> fetch -> cli
 """
 
 __version__ = "0.1.0"
 
-LAYERS = ("core", "world", "eval", "train", "rlvr", "pipeline", "claims", "report", "fetch", "cli")
+LAYERS = ("core", "world", "eval", "train", "rlvr", "pipeline", "plan", "claims", "report", "fetch", "cli")
 """The sub-packages and modules of `repro`, lowest first."""

@@ -162,6 +162,12 @@ def cmd_claim(args: argparse.Namespace) -> int:
     claim = module(args.verb)
     scale = resolve_scale(args.scale, args.set)
     seeds = list(range(args.seeds)) if args.seeds is not None else None
+    if args.plan:
+        from repro import plan
+
+        print(f"# {args.verb} at scale {scale.name}, seeds {seeds or 'the claim default'}: the plan (nothing runs)\n")
+        print(plan.table(claim.plan(scale, seeds), scale))
+        return 0
     out = args.out or stage_dir(f"claims/{args.verb}", {"scale": scale, "seeds": seeds})
     claim.run(scale, seeds, out, args.set)
     tables = Path(out) / f"{args.verb}.md"
@@ -196,8 +202,22 @@ def cmd_list(args: argparse.Namespace) -> int:
             except (ConfigError, DataError, KeyError) as exc:
                 status = f"last run {records[-1].parent}: unreadable ({exc})"
         print(f"{claim}\n  claim: {claim_summary(mod)}\n  cost: " + "; ".join(f"{k} {v}" for k, v in mod.COST.items())
-              + f"\n  status: {status}")
+              + f"\n  estimate (--plan, default seeds): {_estimates(mod)}\n  status: {status}")
     return 0
+
+
+def _estimates(claim_module) -> str:
+    """Each scale's total estimated device-hours of a claim (repro/plan.py)."""
+    from repro.core.scale import SCALES, load_scale
+
+    parts = []
+    for name in SCALES:
+        scale = load_scale(name)
+        if scale.hardware is None:
+            continue
+        hours = sum(stage.hours for stage in claim_module.plan(scale, None))
+        parts.append(f"{name} {hours:.3g} {scale.hardware.device}-hours")
+    return "; ".join(parts)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -298,6 +318,9 @@ def _claim_options(sub, verb: str) -> None:
     sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a scale value, e.g. ra3.rounds=1 (repeatable)")
     sub.add_argument("--out", type=Path, help="run directory (default runs/claims/<claim>/<hash>)")
+    sub.add_argument("--plan", action="store_true",
+                     help="print each stage with what it reads and writes, whether it is cached, its tokens and "
+                          "its estimated device-hours on the scale's hardware, and train nothing")
 
 
 VERBS = {

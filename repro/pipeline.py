@@ -42,6 +42,20 @@ def world_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
     return world_dir(load(WorldConfig, CONFIG_DIR / scale.world), root)
 
 
+def world_path(scale: ScaleConfig, root: Path | None = None) -> Path:
+    """Where the world's files are (or will be), without building them."""
+    return runs.stage_path("world", load(WorldConfig, CONFIG_DIR / scale.world), root)
+
+
+def built_base_model(scale: ScaleConfig, root: Path | None = None) -> str | None:
+    """The tiny base model's folder if world and pretraining are already finished, else None."""
+    world = world_path(scale, root)
+    if not runs.is_done(world):
+        return None
+    path = runs.stage_path("pretrain", pretrain_identity(scale, world), root)
+    return str(path / "model") if runs.is_done(path) else None
+
+
 def model_identity(model: str) -> str:
     """A local model's weights sha256 (short), or a hub id as given (with its pinned revision)."""
     path = Path(model)
@@ -56,9 +70,7 @@ def model_identity(model: str) -> str:
 def pretrain_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
     """The tiny base model (a `save_pretrained` folder with its tokenizer)."""
     world = world_stage(scale, root)
-    identity = {"world": runs.read_done(world)["files"], "tokenizer": scale.tokenizer,
-                "model": scale.tiny_model, "train": scale.pretrain}
-    path = runs.stage_dir("pretrain", identity, root)
+    path = runs.stage_dir("pretrain", pretrain_identity(scale, world), root)
     if runs.is_done(path):
         return path / "model"
     with runs.stage_log(path):
@@ -69,6 +81,28 @@ def pretrain_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
         log.info("pretraining done: %s", json.dumps(summary))
     runs.mark_done(path, summary)
     return path / "model"
+
+
+def pretrain_identity(scale: ScaleConfig, world: Path) -> dict:
+    return {"world": runs.read_done(world)["files"], "tokenizer": scale.tokenizer, "model": scale.tiny_model,
+            "train": scale.pretrain}
+
+
+def ntp_identity(base_model: str, corpus_identity, train) -> dict:
+    return {"base": model_identity(base_model), "corpus": corpus_identity, "train": train}
+
+
+def ra3_identity(base_model: str, corpus_identity, ra3, mstep) -> dict:
+    return {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3, "mstep": mstep}
+
+
+def eval_identity(model: str, benchmark, config, generation, thoughts: str = "free") -> dict:
+    """`benchmark`: the loaded Benchmark; `config`: the EvalConfig."""
+    identity = {"model": model_identity(model), "benchmark": benchmark.name, "data_sha256": benchmark.sha256,
+                "generation": generation, "sandbox": config.sandbox, "scoring": benchmark.config}
+    if thoughts != "free":
+        identity["thoughts"] = thoughts
+    return identity
 
 
 def expert_texts(scale: ScaleConfig, tokenizer, root: Path | None = None) -> tuple[list[str], object]:
@@ -162,8 +196,7 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
     train = scale.ntp if seed is None else dataclasses.replace(scale.ntp, seed=seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     texts, corpus_identity = expert_texts(scale, tokenizer, root)
-    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "train": train}
-    path = runs.stage_dir("ntp", identity, root)
+    path = runs.stage_dir("ntp", ntp_identity(base_model, corpus_identity, train), root)
     if runs.is_done(path):
         return path / "model"
     with runs.stage_log(path):
@@ -244,8 +277,7 @@ def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
     ra3, mstep = ra3_settings(scale, seed, penalty)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     texts, corpus_identity = expert_texts(scale, tokenizer, root)
-    identity = {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3, "mstep": mstep}
-    path = runs.stage_dir("ra3", identity, root)
+    path = runs.stage_dir("ra3", ra3_identity(base_model, corpus_identity, ra3, mstep), root)
     if runs.is_done(path):
         return path
     rows = read_jsonl(world_stage(scale, root) / "expert.jsonl") if scale.corpus is None else None
@@ -278,11 +310,7 @@ def eval_stage(model: str, benchmark: str, generation, root: Path | None = None,
     and `thoughts` unless free: repro.eval.generate.THOUGHT_MODES)."""
     config = benchmarks.load_eval_config()
     bench = benchmarks.load_benchmark(benchmark, config)
-    identity = {"model": model_identity(model), "benchmark": benchmark, "data_sha256": bench.sha256,
-                "generation": generation, "sandbox": config.sandbox, "scoring": bench.config}
-    if thoughts != "free":
-        identity["thoughts"] = thoughts
-    path = runs.stage_dir("eval", identity, root)
+    path = runs.stage_dir("eval", eval_identity(model, bench, config, generation, thoughts), root)
     if runs.is_done(path):
         return path
     with runs.stage_log(path):

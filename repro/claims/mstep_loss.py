@@ -145,6 +145,17 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     return record
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """The stages `run` composes (table1's NTP and RA3, then held-out scoring), with cost estimates."""
+    from repro import plan as p
+
+    stages = p.pretrain(scale)
+    for model in p.parameters(scale):
+        for seed in seeds or [0]:
+            stages += [p.ntp(scale, model, seed), p.ra3(scale, model, seed)]
+    return stages
+
+
 def _curve(path: Path) -> list[dict]:
     return [{"step": r["step"], "loss": r["loss"]} for r in map(json.loads, open(path)) if "loss" in r]
 

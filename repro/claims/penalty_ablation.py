@@ -128,6 +128,20 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     return record
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """The stages `run` composes (NTP and one RA3 per penalty, each evaluated), with cost estimates."""
+    from repro import plan as p
+
+    cfg, stages = load_config(), p.pretrain(scale)
+    for model in p.parameters(scale):
+        for seed in seeds or [0]:
+            stages.append(p.ntp(scale, model, seed))
+            stages += [p.ra3(scale, model, seed, c) for c in cfg.penalties]
+            stages += [p.evaluation(scale, model, f"{model} {label} s{seed}", cfg.benchmarks[scale.name],
+                                    p.BENCHMARK_TASKS) for label in ["ntp", *(f"c={c:g}" for c in cfg.penalties)]]
+    return stages
+
+
 def _tail_se(curve: list[dict], tail_steps: int) -> float:
     """Standard error of the mean think rate over the last `tail_steps` E-step steps."""
     values = [r["think_rate"] for r in curve[-tail_steps:]]

@@ -147,6 +147,20 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     return record
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """The stages `run` composes (NTP and RA3 per seed, then one GRPO run and its curve per init and
+    seed), with cost estimates."""
+    from repro import plan as p
+
+    cfg, stages = load_config(), p.pretrain(scale)
+    for model in p.parameters(scale):
+        for seed in seeds or [0]:
+            stages += [p.ntp(scale, model, seed), p.ra3(scale, model, seed)]
+            for init in cfg.inits:
+                stages += p.rlvr(scale, model, f"{model} from {init} s{seed}", p.BENCHMARK_TASKS)
+    return stages
+
+
 def markdown_table(record: dict, cfg: RLVRCurvesConfig) -> str:
     """Per model, benchmark and init: each curve statistic's mean and standard deviation over seeds."""
     head = ["model", "benchmark", "init", "seeds", "pass@1 at step 0", "area under the curve", "final pass@1",

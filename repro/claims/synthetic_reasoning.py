@@ -110,6 +110,19 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     return write_record(out_dir, record)
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """The stages `run` composes (NTP, the teacher's corpus and its NTP, RA3, each evaluated)."""
+    from repro import plan as p
+
+    cfg, stages = load_config(), p.pretrain(scale)
+    for model in p.parameters(scale):
+        for seed in seeds or [0]:
+            stages += [p.ntp(scale, model, seed), *p.teacher(scale, model, seed), p.ra3(scale, model, seed)]
+            stages += [p.evaluation(scale, model, f"{model} {method} s{seed}", cfg.benchmarks[scale.name],
+                                    p.BENCHMARK_TASKS) for method in METHODS]
+    return stages
+
+
 def markdown_table(record: dict) -> str:
     head = ["model", "method", *[f"{b} {m}" for b in record["benchmarks"] for m in ("pass@1", "pass@5")]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -160,6 +160,20 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     return record
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """The stages `run` composes, with their cost estimates (repro/plan.py)."""
+    from repro import plan as p
+
+    stages = p.pretrain(scale)
+    for model in p.parameters(scale):
+        for seed in seeds or [0]:
+            stages += [p.ntp(scale, model, seed), p.ra3(scale, model, seed)]
+            for method in METHODS + (BOUND_METHODS if scale.world is not None else ()):
+                stages.append(p.evaluation(scale, model, f"{model} {method} s{seed}", scale.benchmarks,
+                                           p.BENCHMARK_TASKS))
+    return stages
+
+
 def aggregate(rows: list[dict], benchmarks, methods: tuple[str, ...] = METHODS) -> list[dict]:
     """Cells over seeds: per (model, method, benchmark, metric), plus the average over benchmarks."""
     cells = []

@@ -285,6 +285,11 @@ def convergence_runs(cfg: TheoryConfig, seed: int) -> list[dict]:
     return rows
 
 
+def plan(scale: ScaleConfig, seeds: list[int] | None):
+    """Numpy on a CPU: no stage worth pricing."""
+    return []
+
+
 def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
         root: Path | None = None) -> dict:
     """The claim interface: the shipped config (configs/claims/theory.yaml) with `seeds` if given. The

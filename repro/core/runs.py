@@ -47,9 +47,14 @@ def config_hash(identity: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def stage_path(stage: str, identity: Any, root: Path | None = None) -> Path:
+    """Where the stage's directory for this identity is (or would be), without creating it."""
+    return Path(root or RUNS_ROOT) / stage / config_hash(identity)
+
+
 def stage_dir(stage: str, identity: Any, root: Path | None = None) -> Path:
     """The stage's directory for this identity, created with `identity.json` if new."""
-    path = Path(root or RUNS_ROOT) / stage / config_hash(identity)
+    path = stage_path(stage, identity, root)
     path.mkdir(parents=True, exist_ok=True)
     identity_file = path / "identity.json"
     if not identity_file.exists():

@@ -257,6 +257,26 @@ class ModelSpec:
     """Hugging Face repository of the base (not instruct) model."""
     revision: str
     """Commit of that repository: loading never follows a moving branch."""
+    parameters: float | None = None
+    """Parameter count (from the model card), for `--plan`'s cost estimates."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareConfig:
+    """What `--plan` prices a scale's stages on: a stated cost model, not a measurement (repro/plan.py)."""
+    device: str
+    """What the estimate is in hours of (e.g. an H100 80 GB GPU, or 2 CPU cores)."""
+    devices: int
+    """How many of them one run uses."""
+    peak_tflops: float
+    """Dense peak of one device at the training precision (bf16 on GPUs, fp32 on CPUs), TFLOP/s."""
+    train_utilization: float
+    """Share of the peak training reaches (model FLOPs utilisation)."""
+    generate_utilization: float
+    """Share of the peak that batched sampling reaches (decoding is memory-bound, so far lower)."""
+    rollout_slots_per_token: float
+    """Token positions the RA3 rollout feeds per real token (benchmarks/estep_throughput.py measures it)."""
+    why: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +340,8 @@ class ScaleConfig:
     synthetic: SyntheticConfig | None = None
     """The synthetic-reasoning teacher for a hub corpus; a scale that builds its world uses the world's
     true intents instead (a perfect teacher)."""
+    hardware: HardwareConfig | None = None
+    """The cost model of `--plan` (what the scale's stages are priced on)."""
     paper_values: bool = True
     """Whether the claims compare absolute numbers with the paper's (its models on its benchmarks). Every
     scale gets verdicts on the paper's directions; the tiny world has no paper numbers to compare."""

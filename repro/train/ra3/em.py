@@ -113,8 +113,9 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
         model.eval()
         texts = [snippets[i] for i in chosen for _ in range(cfg.group_size)]
         segments = [segmented[i] for i in chosen for _ in range(cfg.group_size)]
+        cost: dict = {}
         thought_sets = rollout(model, tokenizer, texts, segments, cfg, comment_ids,
-                               row_generators(generator, len(texts), device))
+                               row_generators(generator, len(texts), device), stats=cost)
         samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
         with torch.no_grad():
             scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
@@ -137,7 +138,8 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
             optimizer.step()
         references = [reference_thoughts[i] for i in chosen for _ in range(cfg.group_size)] \
             if reference_thoughts is not None else None
-        metrics = {"step": step + 1, **_step_metrics(batch, references), "loss": float(loss.detach())}
+        metrics = {"step": step + 1, **_step_metrics(batch, references), "loss": float(loss.detach()),
+                   "slots_per_token": cost["slots"] / max(1, cost["tokens"])}
         history.append(metrics)
         if on_step is not None:
             on_step(metrics)

@@ -73,6 +73,8 @@ class _BatchCache:
         self.device = next(model.parameters()).device
         self.members = list(range(len(rows)))
         self.cache, self.mask = None, torch.zeros(len(rows), 0, dtype=torch.long, device=self.device)
+        self.slots = 0
+        """Token slots fed so far (rows x width of every forward): the rollout's cost in token positions."""
 
     def feed(self, tokens: dict[int, list[int]]) -> dict[int, torch.Tensor]:
         """Append each given row's tokens (member rows not given get masked slots); returns each
@@ -87,6 +89,7 @@ class _BatchCache:
                 mask[i, : len(tokens[b])] = 1
         position_ids = torch.tensor([self.rows[b].length for b in self.members])[:, None] + torch.arange(width)[None]
         self.mask = torch.cat([self.mask, mask.to(self.device)], dim=1)
+        self.slots += ids.numel()
         out = self.decoder(input_ids=ids.to(self.device), attention_mask=self.mask,
                            position_ids=position_ids.to(self.device), cache=self.cache, use_cache=True)
         self.cache = out.cache
@@ -115,9 +118,12 @@ class _BatchCache:
 @torch.no_grad()
 def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence[Segment]], cfg: RA3Config,
             comment_ids: torch.Tensor, generators: Sequence[torch.Generator],
-            greedy_thoughts: bool = False) -> list[dict[int, str]]:
+            greedy_thoughts: bool = False, stats: dict | None = None) -> list[dict[int, str]]:
     """One thought set per row, all rows batched through one KV cache (see the module docstring).
     Where to think is always sampled; with `greedy_thoughts` what to think is the most likely text.
+    `stats`, when given, accumulates `slots` (token positions fed, padding and discarded ones
+    included) and `tokens` (the rows' own tokens: snippet and thoughts), whose ratio is the rollout's
+    cost per real token.
 
     Row b draws every random number from `generators[b]` (on the model's device), in the order
     `naive_rollout` does, so a row's thoughts do not depend on the other rows of its batch (up to
@@ -175,6 +181,11 @@ def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence
             rest_start = row.segments[k].code_start
             rest_chars = {kk: row.chars[kk] - rest_start + 1 for kk in row.chars if kk > k}
             row.chunk, row.positions = _token_positions(tokenizer, "\n" + row.text[rest_start:], rest_chars)
+    if stats is not None:
+        infused = [build_infused(row.text, row.segments, row.thoughts).text for row in rows]
+        stats["slots"] = stats.get("slots", 0) + cache.slots
+        stats["tokens"] = stats.get("tokens", 0) + sum(
+            len(ids) for ids in tokenizer(infused, add_special_tokens=False)["input_ids"])
     return [row.thoughts for row in rows]
 
 
