@@ -42,6 +42,8 @@ class WorldConfig:
     another way. All 0: the docstring lists exactly the comments a programmer would write."""
     positional_names: bool = False
     """Blocks write `step1`, `step2`, ... instead of the skill's own variable name."""
+    numbered_steps: bool = False
+    """Docstrings list the steps one per line, numbered, and comments name their step ("# 2. ...")."""
     behaviours: int = 0
     """Named behaviours: made-up names for fixed two-block recipes (two adjacent skills with fixed
     parameters, never a held-out pair). A docstring names a behaviour ("apply the tamlek") where its

@@ -201,7 +201,8 @@ def generate(config: WorldConfig) -> dict:
     def worded(tasks: list[Task], split: str, split_rng: random.Random) -> list[Task]:
         choices = config.docstring_wordings[split]
         return [dataclasses.replace(task, wording=tuple(split_rng.choice(choices) for _ in task.skills),
-                                    positional_names=config.positional_names) for task in tasks]
+                                    positional_names=config.positional_names, numbered=config.numbered_steps)
+                for task in tasks]
 
     heldout, rl = worded(heldout, "heldout", rng("heldout-wording")), worded(rl, "rl", rng("rl-wording"))
     expert = worded(expert, "expert", rng("expert-wording"))

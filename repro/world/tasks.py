@@ -71,6 +71,9 @@ class Task:
     behaviours: tuple[tuple[int, str], ...] = ()
     """(first block, name) of each named behaviour in the chain: the docstring names it in place of
     its two blocks' phrases."""
+    numbered: bool = False
+    """The docstring lists the steps one per line ("1. ...", "2. ..."), and a block's comment names its
+    step ("# 2. add 7 to each value")."""
 
 
 def task_key(chain: tuple[Skill, ...], values: tuple[dict[str, Any], ...]) -> tuple:
@@ -114,8 +117,10 @@ def make_task(rng, chain: tuple[Skill, ...], values: tuple[dict[str, Any], ...],
 
 
 def intents(task: Task) -> list[str]:
-    """Each block's canonical intent: what its comment says (the perfect teacher's thought)."""
-    return [intent(skill, values) for skill, values in zip(task.skills, task.values, strict=True)]
+    """Each block's comment: its canonical intent (with its step number when the docstring numbers the
+    steps), the perfect teacher's thought."""
+    said = [intent(skill, values) for skill, values in zip(task.skills, task.values, strict=True)]
+    return [f"{k + 1}. {text}" for k, text in enumerate(said)] if task.numbered else said
 
 
 def prompt(task: Task, n_examples: int) -> str:
@@ -125,9 +130,12 @@ def prompt(task: Task, n_examples: int) -> str:
                for skill, values, index in zip(task.skills, task.values, wordings, strict=True)]
     for first, name in sorted(task.behaviours, reverse=True):
         phrases[first: first + 2] = [f"apply the {name}"]
-    description = ", then ".join(phrases)
-    lines = [f"def {task.name}({ARG_NAMES[task.skills[0].in_type]}):",
-             f'    """{description[0].upper()}{description[1:]}.']
+    lines = [f"def {task.name}({ARG_NAMES[task.skills[0].in_type]}):"]
+    if task.numbered:
+        lines += ['    """In steps:'] + [f"    {k + 1}. {phrase}" for k, phrase in enumerate(phrases)]
+    else:
+        description = ", then ".join(phrases)
+        lines.append(f'    """{description[0].upper()}{description[1:]}.')
     for x, y in zip(task.inputs[:n_examples], task.outputs[:n_examples], strict=True):
         lines += [f"    >>> {task.name}({x!r})", f"    {y!r}"]
     lines.append('    """')
@@ -139,10 +147,11 @@ def body(task: Task, commented: tuple[bool, ...]) -> tuple[list[str], list[int]]
     it has one, else its first line of code."""
     lines, starts = [], []
     src = ARG_NAMES[task.skills[0].in_type]
+    comments = intents(task)
     for k, (skill, values, comment) in enumerate(zip(task.skills, task.values, commented, strict=True)):
         starts.append(len(lines))
         if comment:
-            lines.append(f"    # {intent(skill, values)}")
+            lines.append(f"    # {comments[k]}")
         out = f"step{k + 1}" if task.positional_names else skill.out
         lines += [f"    {line}" for line in block_lines(skill, src, values, out)]
         src = out
