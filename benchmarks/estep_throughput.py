@@ -5,8 +5,9 @@ On the tiny base model and the tiny world's expert snippets, in one run: both ro
 thought sets per snippet, row b from generator seed b in both (so they take the same decisions and
 thoughts; the batched one does all rows in one batch, as an E-step step does), then
 rewards are computed by one batched teacher-forced pass and by per-line re-encoding. Prints the
-time of each, the speed ratio (target: at least 3x), whether the sampled thoughts agree, and the
-largest reward difference (target: float tolerance).
+time of each, the speed ratio (target: at least 3x), the batched rollout's token slots per real token
+(its cost per token of the infused text), whether the sampled thoughts agree, and the largest reward
+difference (target: float tolerance).
 
     python benchmarks/estep_throughput.py [--snippets 12] [--group 4]
 """
@@ -40,8 +41,9 @@ def main() -> None:
     rows = [(t, s) for t, s in zip(texts, segmented, strict=True) for _ in range(args.group)]
     timings, sampled = {}, {}
     start = time.perf_counter()
+    cost: dict = {}
     sampled["cached"] = rollout.rollout(model, tokenizer, [t for t, _ in rows], [s for _, s in rows], cfg, comment_ids,
-                                     [torch.Generator().manual_seed(b) for b in range(len(rows))])
+                                        [torch.Generator().manual_seed(b) for b in range(len(rows))], stats=cost)
     timings["rollout cached"] = time.perf_counter() - start
     start = time.perf_counter()
     sampled["naive"] = [rollout.naive_rollout(model, tokenizer, t, s, cfg, comment_ids,
@@ -61,8 +63,11 @@ def main() -> None:
     cached_total = timings["rollout cached"] + timings["rewards batched"]
     naive_total = timings["rollout naive"] + timings["rewards naive"]
     n_thoughts = sum(len(th) for th in sampled["cached"])
-    print(f"{args.snippets} snippets x G={args.group}, {n_thoughts} thoughts sampled, "
-          f"threads {torch.get_num_threads()}")
+    boundaries = sum(len(s) - 1 for _, s in rows)
+    print(f"{args.snippets} snippets x G={args.group}, {n_thoughts} thoughts sampled at {boundaries} boundaries "
+          f"(think rate {n_thoughts / boundaries:.3f}), threads {torch.get_num_threads()}")
+    print(f"batched rollout: {cost['slots']} token slots fed for {cost['tokens']} real tokens: "
+          f"{cost['slots'] / cost['tokens']:.2f} slots per real token")
     for name, seconds in timings.items():
         print(f"  {name:16s} {seconds:7.2f} s")
     print(f"speed ratio naive/cached: {naive_total / cached_total:.1f}x "

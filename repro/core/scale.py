@@ -109,6 +109,9 @@ class RA3Config:
     the most likely thoughts, or the best of `group_size` samples by the E-step's reward."""
     rollout_batch_size: int = 64
     """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
+    policy_micro_batch: int = 32
+    """Rows per forward and backward of the E-step's policy loss (memory only: gradients accumulate over
+    the micro-batches, so the update is the batch's)."""
     seed: int = 0
 
 

@@ -250,3 +250,18 @@ def test_the_expert_anchor_keeps_expert_likelihood(trained):
         em.estep(net, None, tokenizer, texts, cfg, comment_ids, torch.Generator().manual_seed(1))
         losses[weight] = before - expert_logp(net)
     assert losses[1.0] < losses[0.0]
+
+
+def test_micro_batches_of_the_policy_loss_give_the_same_update(trained):
+    """Gradients accumulated over micro-batches of rows equal one backward over the whole batch."""
+    model, tokenizer = trained
+    texts = make_texts(6, seed=8, comments=False)
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    results = []
+    for micro in (1, 64):
+        net = copy.deepcopy(model)
+        cfg = dataclasses.replace(CFG, estep_steps=1, policy_micro_batch=micro, kl_weight=0.1, expert_lm_weight=0.5)
+        em.estep(net, copy.deepcopy(model).eval(), tokenizer, texts, cfg, comment_ids, torch.Generator().manual_seed(2))
+        results.append([p.detach().clone() for p in net.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*results, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(results[0], model.parameters(), strict=True))

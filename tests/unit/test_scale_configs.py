@@ -229,3 +229,47 @@ def test_hub_loading_passes_the_pinned_revision(tokenizer, monkeypatch):
     _, identity = corpus.load_corpus(_spec(max_snippets=2), tokenizer)
     assert calls == [("bigcode/starcoderdata", {"data_dir": "python", "revision": _spec().revision})]
     assert identity["source"] == "hub"
+
+
+def test_the_small_scale_fits_one_80_gb_gpu_by_the_memory_calculation():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_small", REPO_ROOT / "benchmarks" / "memory_small.py")
+    memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory)
+    scale = load_scale("small")
+    assert memory.peak(scale) < 80e9
+    stages = memory.stages(scale)
+    assert max(stages["E-step"].values()) < 30e9  # no term grows with rows x length x vocabulary any more
+    assert sum(stages["(as before) the E-step without chunks or micro-batches"].values()) > 80e9
+
+
+def test_one_step_at_the_small_scales_learning_rate_moves_every_weight(tmp_path):
+    """A checkpoint saved in bf16 (as hub models are) trains from fp32 master weights: one AdamW step at
+    lr 1e-5 changes every weight, norms included (bf16 updates would leave most of them unchanged)."""
+    import dataclasses
+
+    import torch
+
+    from repro import pipeline
+    from repro.core.scale import TinyModelConfig, TokenizerConfig
+    from repro.train.ntp import train_causal_lm
+    from repro.train.pretrain import init_model, train_tokenizer
+
+    texts = [f"def f{i}(x):\n    return x + {i}\n" for i in range(200)]
+    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=300), tmp_path / "base")
+    init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 64), seed=0).to(torch.bfloat16).save_pretrained(
+        tmp_path / "base")
+    model = pipeline.load_trainable(str(tmp_path / "base"))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = dataclasses.replace(load_scale("small").ntp, seq_len=32, batch_size=4, grad_accum_steps=1, max_steps=1,
+                              warmup_steps=1, mixed_precision="no", gradient_checkpointing=False, checkpoint_every=0)
+    assert cfg.lr == 1e-5
+    train_causal_lm(model, tokenizer, texts, cfg, tmp_path / "run")
+    unchanged = [n for (n, p), b in zip(model.named_parameters(), before, strict=True) if torch.equal(p, b)]
+    assert not unchanged
+    bf16 = [b.to(torch.bfloat16) for b in before]
+    moved = sum(not torch.equal(p.detach().to(torch.bfloat16), b)
+                for p, b in zip(model.parameters(), bf16, strict=True))
+    assert moved < len(bf16)  # in bf16 most tensors would not have changed at all

@@ -101,9 +101,10 @@ def _same(thought: str, reference: str | None) -> bool:
 
 
 def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
-          generator: torch.Generator, on_step=None,
-          reference_thoughts: Sequence[dict[int, str]] | None = None) -> list[dict[str, float]]:
-    """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics."""
+          generator: torch.Generator, on_step=None, reference_thoughts: Sequence[dict[int, str]] | None = None,
+          autocast: bool = False) -> list[dict[str, float]]:
+    """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics.
+    `autocast`: the policy loss's forward in bf16 autocast (fp32 master weights stay)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.estep_lr, weight_decay=0.0)
     device = next(model.parameters()).device
     segmented = [segment_lines(text) for text in snippets]
@@ -130,10 +131,20 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
         old = [({k: v.detach() for k, v in s.decision_logp.items()},
                 {k: (s.action_logp[k] - s.decision_logp[k]).detach() for k in s.thought_tokens}) for s in scored]
         model.train()
+        # Terms are averaged over the whole batch; micro-batches only bound memory (gradients accumulate).
+        n_terms = sum(len(s.decision_logp) * (2 if cfg.kl_weight > 0 else 1) + len(c)
+                      for s, c in zip(scored, content_adv, strict=True))
         for _ in range(cfg.ppo_epochs):
-            loss = _policy_loss(model, reference, tokenizer, batch, decision_adv, content_adv, old, cfg, comment_ids)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = torch.zeros((), device=device)
+            for start in range(0, len(batch), cfg.policy_micro_batch):
+                part = slice(start, start + cfg.policy_micro_batch)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    terms, nll = _policy_terms(model, reference, tokenizer, batch[part], decision_adv[part],
+                                               content_adv[part], old[part], cfg, comment_ids)
+                part_loss = terms / max(1, n_terms) + cfg.expert_lm_weight * nll / len(batch)
+                part_loss.backward()
+                loss += part_loss.detach()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
         references = [reference_thoughts[i] for i in chosen for _ in range(cfg.group_size)] \
@@ -151,12 +162,12 @@ def _clipped(logp: torch.Tensor, old: torch.Tensor, advantage: torch.Tensor, cli
     return -torch.min(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
 
 
-def _policy_loss(model, reference, tokenizer, batch, decision_adv, content_adv, old, cfg: RA3Config,
-                 comment_ids) -> torch.Tensor:
-    """PPO's clipped surrogate on each decision (credited against the whole group) and each thought's
-    content (credited against the group's other thoughts at that boundary), plus the anchors: a k3
-    KL to the pre-E-step model on the actions taken (`kl_weight`) and next-token prediction on the
-    expert tokens (`expert_lm_weight`)."""
+def _policy_terms(model, reference, tokenizer, batch, decision_adv, content_adv, old, cfg: RA3Config,
+                  comment_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of some rows of a batch: the sum of PPO's clipped surrogate on each decision (credited against
+    the whole group) and on each thought's content (credited against the group's other thoughts at that
+    boundary), plus the k3 KL to the pre-E-step model on each action taken (`kl_weight`); and the sum
+    over rows of the expert tokens' mean negative log-likelihood (the `expert_lm_weight` anchor)."""
     samples = [sample for sample, _, _ in batch]
     n_segments = [len(scored.line_logp) for _, scored, _ in batch]
     new = score_samples(model, tokenizer, samples, n_segments, comment_ids, cfg.temperature)
@@ -174,11 +185,9 @@ def _policy_loss(model, reference, tokenizer, batch, decision_adv, content_adv, 
             if cfg.kl_weight > 0:  # k3 estimator of KL(q || q_ref) on the action taken
                 log_ratio = ref[i].action_logp[k] - scored.action_logp[k]
                 terms.append(cfg.kl_weight * (log_ratio.exp() - 1 - log_ratio))
-    loss = torch.stack(terms).mean() if terms else torch.zeros((), device=new[0].line_logp.device)
-    if cfg.expert_lm_weight > 0:
-        nll = torch.stack([-scored.line_logp.sum() / max(1, scored.expert_tokens) for scored in new]).mean()
-        loss = loss + cfg.expert_lm_weight * nll
-    return loss
+    device = new[0].line_logp.device
+    nll = torch.stack([-scored.line_logp.sum() / max(1, scored.expert_tokens) for scored in new]).sum()
+    return (torch.stack(terms).sum() if terms else torch.zeros((), device=device)), nll
 
 
 def infuse_corpus(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
@@ -248,9 +257,11 @@ def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: Tr
         generator = torch.Generator().manual_seed(cfg.seed * 1009 + r)  # per round, so a resumed round repeats
         history = []
         if not math.isinf(cfg.penalty):
+            if mstep.gradient_checkpointing:  # the M-step's memory settings hold for the E-step's backward too
+                model.gradient_checkpointing_enable()
             reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 else None
             history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep,
-                            reference_thoughts)
+                            reference_thoughts, autocast=mstep.mixed_precision == "bf16" and device.type == "cuda")
         model.eval()
         infused = infuse_corpus(model, tokenizer, snippets, cfg, comment_ids, generator)
         atomic_write(round_dir / "estep.jsonl", "".join(json.dumps(h) + "\n" for h in history))
