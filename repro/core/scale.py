@@ -410,6 +410,8 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
             raise ConfigError(f"--set {item!r}: {section} has no key {field!r}; valid: {sorted(fields)}")
         value = yaml.safe_load(raw)
         old = getattr(current, field)
+        if isinstance(old, str) and not isinstance(value, str):  # YAML reads `no`, `off`, `1e-5` as non-strings
+            value = raw.strip()
         if old is not None and value is not None and not isinstance(value, type(old)) and not (
                 isinstance(old, float) and isinstance(value, int)):
             raise ConfigError(f"--set {item!r}: {section}.{field} takes a {type(old).__name__}, got {raw!r}")

