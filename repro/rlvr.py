@@ -262,15 +262,15 @@ def step_time_split(metrics_file: Path) -> dict:
 
 def eval_benchmarks(cfg: RLVRConfig, eval_config: EvalConfig) -> dict[str, Benchmark]:
     """The curves' benchmarks, each cut to its first `eval_tasks` tasks."""
-    benchmarks = {}
+    chosen = {}
     for name in cfg.eval_benchmarks:
         bench = benchmarks.load_benchmark(name, eval_config)
         if cfg.eval_tasks is not None and cfg.eval_tasks < len(bench.tasks):
             subset = dict(list(bench.tasks.items())[: cfg.eval_tasks])
             bench = dataclasses.replace(bench, tasks=subset, notes={
                 **bench.notes, "subset": f"the first {cfg.eval_tasks} of {len(bench.tasks)} tasks"})
-        benchmarks[name] = bench
-    return benchmarks
+        chosen[name] = bench
+    return chosen
 
 
 def evaluate_point(model_dir: Path, benchmarks: dict[str, Benchmark], eval_config: EvalConfig, gen,
