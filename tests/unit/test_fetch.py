@@ -4,12 +4,10 @@ later offline runs find it, and what happens to a corrupted file (detected, name
 import dataclasses
 import gzip
 import hashlib
-import http.server
 import json
 import re
-import threading
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pytest
 
@@ -28,72 +26,11 @@ CORPUS, CORPUS_COMMIT = "test-org/corpus", "2" * 40
 LCB, LCB_COMMIT = "test-org/lcb", "3" * 40
 CF, CF_COMMIT = "test-org/cf", "4" * 40
 RL, RL_COMMIT = "test-org/rl", "5" * 40
-LFS_SUFFIXES = (".safetensors", ".parquet", ".jsonl")  # stored in LFS: the hub names them by sha256
-
-
-def git_sha1(content: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
-
-
-class FakeHub(http.server.ThreadingHTTPServer):
-    """The hub endpoints `snapshot_download` and `list_repo_files` use: the tree of a commit, and files."""
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), FakeHubHandler)
-        self.repos: dict[tuple[str, str], dict[str, bytes]] = {}  # (repo, commit) -> path -> content
-        self.served_instead: dict[str, bytes] = {}  # path -> bytes sent in place of the real content
-        self.downloads: list[str] = []
-
-    def tree(self, repo: str, commit: str) -> list[dict]:
-        entries = []
-        for path, content in sorted(self.repos[repo, commit].items()):
-            entry = {"type": "file", "path": path, "size": len(content), "oid": git_sha1(content)}
-            if path.endswith(LFS_SUFFIXES):
-                entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
-            entries.append(entry)
-        return entries
-
-
-class FakeHubHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.answer(body=True)
-
-    def do_HEAD(self):
-        self.answer(body=False)
-
-    def answer(self, body: bool):
-        hub, path = self.server, unquote(urlparse(self.path).path)
-        if tree := re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([0-9a-f]{40})/?", path):
-            return self.send(json.dumps(hub.tree(*tree.groups())).encode(), {}, body)
-        if file := re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([0-9a-f]{40})/(.+)", path):
-            repo, commit, name = file.groups()
-            content = hub.repos.get((repo, commit), {}).get(name)
-            if content is None:
-                return self.send(b"not found", {"X-Error-Code": "EntryNotFound"}, body, status=404)
-            etag = hashlib.sha256(content).hexdigest() if name.endswith(LFS_SUFFIXES) else git_sha1(content)
-            if body:
-                hub.downloads.append(name)
-            return self.send(hub.served_instead.get(name, content), {"X-Repo-Commit": commit, "ETag": f'"{etag}"'},
-                             body)
-        return self.send(b"not found", {}, body, status=404)
-
-    def send(self, content: bytes, headers: dict, body: bool, status: int = 200):
-        self.send_response(status)
-        for key, value in {**headers, "Content-Length": str(len(content))}.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(content)
 
 
 @pytest.fixture
-def hub():
-    server = FakeHub()
+def hub(fake_hub):
+    server = fake_hub
     server.repos[MODEL, MODEL_COMMIT] = {"config.json": b'{"model_type": "llama"}\n',
                                          "model.safetensors": b"weights " * 100,
                                          "original/consolidated.00.pth": b"not fetched"}
@@ -103,11 +40,7 @@ def hub():
     server.repos[LCB, LCB_COMMIT] = {p.name: p.read_bytes() for p in (FIXTURES / "livecodebench").glob("test*.jsonl")}
     server.repos[CF, CF_COMMIT] = {"verifiable/test.jsonl": (FIXTURES / "codeforces" / "test.jsonl").read_bytes()}
     server.repos[RL, RL_COMMIT] = {"train/train.jsonl": b'{"query_id": "1"}\n', "code_benchmark/x.jsonl": b"{}\n"}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    return server
 
 
 @pytest.fixture
@@ -119,7 +52,7 @@ def cache(tmp_path, monkeypatch, hub):
     for key, value in cache_env(cache).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(evalplus.data.utils, "CACHE_DIR", str(cache / "evalplus"))  # read at import otherwise
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_address[1]}")
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     return cache
 
