@@ -139,13 +139,14 @@ def _expose_interpreter() -> tuple[str, ...]:
     roots = [sys.base_prefix, sys.prefix, Path(sys.executable).resolve().parent,
              Path(__file__).resolve().parent, *_import_path()]
     needed = sorted({Path(p).resolve() for p in roots})
-    needed = [p for p in needed if not any(p != q and p.is_relative_to(q) for q in needed)]
+    # A covered directory on the search path itself (/tmp when the harness runs `python -m` there) is
+    # never bound whole, so the trees beneath it are bound on their own.
+    needed = [p for p in needed if not any(p != q and p.is_relative_to(q) and not _hidden(q) for q in needed)]
     args: list[str] = []
     covered = {Path("/tmp")}
     for path in needed:
         for ancestor in reversed(path.parents):
-            hidden = ancestor == Path("/tmp") or (ancestor != Path("/") and not os.stat(ancestor).st_mode & 0o001)
-            if not hidden:
+            if not _hidden(ancestor):
                 continue
             if ancestor not in covered:
                 covered.add(ancestor)
@@ -156,6 +157,11 @@ def _expose_interpreter() -> tuple[str, ...]:
             args += ["--ro-bind", str(path), str(path)]
             break
     return tuple(args)
+
+
+def _hidden(path: Path) -> bool:
+    """Whether the sandbox covers `path` with an empty tmpfs: /tmp, or a directory others cannot enter."""
+    return path == Path("/tmp") or (path != Path("/") and not os.stat(path).st_mode & 0o001)
 
 
 def _run_as(slot: int) -> int | None:

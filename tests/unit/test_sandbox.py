@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -183,3 +184,17 @@ def test_a_failing_item_cancels_the_queue_instead_of_running_it_out():
     with pytest.raises(RuntimeError, match="boom"):
         sandbox.parallel_map(work, range(200), workers=2)
     assert len(ran) < 20
+
+
+def test_a_checkout_under_tmp_stays_reachable_when_tmp_itself_is_on_the_search_path(monkeypatch):
+    """`python -m` started in /tmp puts /tmp first on sys.path; the private /tmp must not hide the trees
+    below it that the driver imports from (every program ended with exit code 2 before)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as checkout:
+        monkeypatch.setattr(sandbox, "_import_path", lambda: ["/tmp", checkout])
+        sandbox._expose_interpreter.cache_clear()
+        try:
+            args = sandbox._expose_interpreter()
+        finally:
+            sandbox._expose_interpreter.cache_clear()
+    assert "--ro-bind" in args and args[args.index(checkout) - 1] == "--ro-bind"
+    assert "/tmp" not in [args[i + 1] for i, a in enumerate(args) if a == "--ro-bind"]
