@@ -381,7 +381,8 @@ def _section_types() -> dict[str, type]:
 def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleConfig:
     """The scale's config with overrides (values parsed as YAML): `section.key=value`, e.g.
     `ra3.rounds=1` or `generation.n=2`, or a whole section `section={key: value, ...}` (for a section
-    the scale does not have, e.g. `ra3` at a scale without one): a quick look without editing the YAML."""
+    the scale does not have, e.g. `ra3` at a scale without one), or some keys of a nested block,
+    `rlvr.train_data={revision: <commit>}`: a quick look without editing the YAML."""
     scale = load_scale(name)
     sections = _section_types()
     for item in sets:  # whole sections first; keys of a section then apply on top of them
@@ -412,6 +413,8 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
         old = getattr(current, field)
         if isinstance(old, str) and not isinstance(value, str):  # YAML reads `no`, `off`, `1e-5` as non-strings
             value = raw.strip()
+        if dataclasses.is_dataclass(old) and isinstance(value, dict):  # a nested block: the keys given change
+            value = from_dict(type(old), {**dataclasses.asdict(old), **value}, f"--set {key.strip()}")
         if old is not None and value is not None and not isinstance(value, type(old)) and not (
                 isinstance(old, float) and isinstance(value, int)):
             raise ConfigError(f"--set {item!r}: {section}.{field} takes a {type(old).__name__}, got {raw!r}")

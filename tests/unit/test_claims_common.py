@@ -21,6 +21,12 @@ def test_set_overrides_change_one_value_and_reject_unknown_keys():
     assert (rlvr.max_steps, rlvr.eval_every) == (4, 2)
     # a string key takes the text as written, though YAML would read `no` as false
     assert resolve_scale("tiny", ["pretrain.mixed_precision=no"]).pretrain.mixed_precision == "no"
+    # a nested block takes the keys given, the others stay the scale's
+    data = resolve_scale("small", ["rlvr.train_data={revision: " + "ab" * 20 + ", max_problems: 3}"]).rlvr.train_data
+    shipped = resolve_scale("small").rlvr.train_data
+    assert (data.revision, data.max_problems, data.dataset) == ("ab" * 20, 3, shipped.dataset)
+    with pytest.raises(ConfigError, match=r"--set rlvr.train_data: unknown key\(s\) \['revison'\]"):
+        resolve_scale("small", ["rlvr.train_data={revison: x}"])
     for bad, message in (("ra3.roundz=1", "has no key 'roundz'"), ("nope.x=1", "unknown section 'nope'"),
                          ("ra3.rounds", "expected section.key=value"), ("ra3.rounds=two", "takes a int")):
         with pytest.raises(ConfigError, match=message):
