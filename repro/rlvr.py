@@ -44,6 +44,7 @@ from repro.core import runs, sandbox
 from repro.core.config import CONFIG_DIR, ConfigError
 from repro.core.eval_config import BenchmarkConfig, EvalConfig
 from repro.core.files import DataError, atomic_write
+from repro.core.hub import cached_snapshot, offline
 from repro.core.scale import GRPO_FIELDS, RLDataSpec, RLVRConfig
 from repro.eval import benchmarks, generate, score
 from repro.eval.benchmarks import Benchmark, Sample
@@ -86,18 +87,23 @@ def train_tasks(cfg: RLVRConfig, eval_config: EvalConfig, local_path: Path | Non
 def load_rl_problems(spec: RLDataSpec, local_path: Path | None = None) -> Benchmark:
     """Problems of a dataset in AReaL-boba-2-RL-Code's schema, read with `datasets` (streamed: the
     training file is ~6 GB), as a contest-kind Benchmark whose problems are graded like
-    LiveCodeBench's. `local_path`: a directory laid out like the repository (offline use, tests)."""
+    LiveCodeBench's. `local_path`: a directory laid out like the repository (offline use, tests). With
+    HF_HUB_OFFLINE=1 and no `local_path`, the pinned revision's folder in the hub cache is read (what
+    `ra3-repro fetch` put there; `datasets` cannot load a hub dataset offline)."""
     import datasets
 
+    source = str(local_path)
     if local_path is None:
         if spec.revision == "UNPINNED":
             raise ConfigError(f"{spec.dataset} has no pinned revision in the scale config; pin a commit "
                               "(huggingface_hub.HfApi().dataset_info(...).sha) or pass a local copy")
-        builder = datasets.load_dataset_builder(spec.dataset, data_files=spec.data_files, revision=spec.revision)
         source = f"{spec.dataset}@{spec.revision}"
+        if offline():
+            local_path = cached_snapshot(spec.dataset, "dataset", spec.revision)
+    if local_path is None:
+        builder = datasets.load_dataset_builder(spec.dataset, data_files=spec.data_files, revision=spec.revision)
     else:
         builder = datasets.load_dataset_builder(str(local_path), data_files=spec.data_files)
-        source = str(local_path)
     tasks: dict[str, dict] = {}
     for number, row in enumerate(builder.as_streaming_dataset(split="train"), 1):
         problem = _areal_problem(row, f"{source} {spec.data_files}, row {number}", spec)

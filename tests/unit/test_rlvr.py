@@ -205,6 +205,23 @@ def test_the_areal_loader_refuses_unpinned_hub_loads_and_bad_rows(tmp_path, monk
         rlvr.load_rl_problems(areal_spec(), local_path=tmp_path)
 
 
+def test_offline_the_areal_loader_reads_the_fetched_snapshot(tmp_path, monkeypatch):
+    """With HF_HUB_OFFLINE=1, the pinned revision's folder in the hub cache, as for the corpus (`datasets`
+    cannot load a hub dataset offline: a pinned small or paper run failed at its first GRPO stage)."""
+    commit = "0" * 40
+    spec = areal_spec(revision=commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=rf"{spec.dataset}@{commit} is not in the hub cache"):
+        rlvr.load_rl_problems(spec)
+    snapshot = tmp_path / "hub" / f"datasets--{spec.dataset.replace('/', '--')}" / "snapshots" / commit
+    (snapshot / "train").mkdir(parents=True)
+    (snapshot / spec.data_files).write_bytes((FIXTURE / spec.data_files).read_bytes())
+    bench = rlvr.load_rl_problems(spec)
+    assert bench.sha256 == rlvr.load_rl_problems(spec, local_path=FIXTURE).sha256
+    assert bench.notes["source"] == f"{spec.dataset}@{commit}"
+
+
 # Configs -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("scale", ["tiny", "small", "paper"])
