@@ -152,7 +152,8 @@ def hub_snapshot(repo: str, revision: str, repo_type: str, scale: str) -> str:
     fetch = f"`ra3-repro fetch --scale {scale} --cache DIR` where the hub can be reached, then run with --cache DIR"
     try:
         return snapshot_download(repo, repo_type=repo_type, revision=revision, local_files_only=offline(),
-                                 allow_patterns=None if repo_type == "model" else ["README.md"])
+                                 allow_patterns=None if repo_type == "model" else ["README.md"],
+                                 cache_dir=hub_cache())  # read now: huggingface_hub reads it once, at import
     except LocalEntryNotFoundError:
         raise DataError(f"{repo}@{revision} is not in the hub cache {hub_cache()} and HF_HUB_OFFLINE=1: run "
                         f"{fetch}") from None

@@ -238,3 +238,18 @@ def test_an_unpinned_rlvr_dataset_is_not_fetched(cache, scale_and_config):
     with pytest.raises(DataError, match=rf"rlvr {RL}: {RL} has revision 'UNPINNED' in configs/scales/small.yaml"):
         fetch.fetch(scale, config)
     assert fetch.fetch(scale, config, only=("model",))["artifacts"][0]["name"] == "Tiny"
+
+
+def test_runs_read_the_hub_cache_named_now_not_at_import(tmp_path, monkeypatch):
+    """`--cache DIR` in a process that imported huggingface_hub before (a notebook, a test, a wrapper):
+    the base model's snapshot is looked up in DIR, as `fetch` put it there."""
+    import huggingface_hub  # noqa: F401 (imported first, as such a process has)
+
+    from repro import pipeline
+
+    snapshot = tmp_path / "hub" / f"models--{MODEL.replace('/', '--')}" / "snapshots" / MODEL_COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert pipeline.hub_snapshot(MODEL, MODEL_COMMIT, "model", "small") == str(snapshot)
