@@ -25,7 +25,7 @@ from repro.core.files import DataError, atomic_write, read_jsonl
 from repro.core.hub import cached_snapshot, hub_cache, offline
 from repro.core.scale import ScaleConfig
 from repro.eval import benchmarks, score
-from repro.rlvr import eval_benchmarks, evaluate_point, read_point, train, train_tasks
+from repro.rlvr import eval_benchmarks, evaluate_point, keep_weights, read_point, train, train_tasks
 from repro.train.corpus import load_corpus
 from repro.train.ntp import train_causal_lm
 from repro.train.pretrain import init_model, train_tokenizer
@@ -366,13 +366,22 @@ def rlvr_stage(scale: ScaleConfig, init_model: str, seed: int, root: Path | None
                  time.monotonic() - evaluation_start, f"; mean training reward of the last {len(recent)} steps "
                  f"{sum(recent) / len(recent):.3f}" if recent else "")
 
+    def keep(step: int, checkpoint: Path) -> None:
+        """During training: the checkpoint's weights kept for the evaluation after it (an evaluation
+        engine beside the trainer's rollout engine would not fit on one GPU)."""
+        keep_weights(checkpoint, path / "curve" / f"step-{step}" / "model")
+
     started = time.monotonic()
     with runs.stage_log(path):
         log.info("RLVR from %s, seed %d, %d training tasks (%s)", init_model, seed, len(tasks.tasks), tasks.name)
         point(0, Path(init_model))
-        if (resume := runs.latest_checkpoint(path)) is not None:  # killed during its evaluation
-            point(runs.checkpoint_step(resume), resume)
-        summary = train(init_model, tasks, cfg, path, seed, eval_config, on_checkpoint=point)
+        if (resume := runs.latest_checkpoint(path)) is not None:  # killed before its weights were kept
+            keep(runs.checkpoint_step(resume), resume)
+        summary = train(init_model, tasks, cfg, path, seed, eval_config, on_checkpoint=keep)
+        kept = sorted(path.glob("curve/step-*/model"), key=lambda p: int(p.parent.name.split("-")[1]))
+        for weights in kept:  # after training, whose memory train() gave back
+            point(int(weights.parent.name.split("-")[1]), weights)
+            shutil.rmtree(weights)
         done_steps = sorted(int(p.name.split("-")[1]) for p in (path / "curve").glob("step-*"))
         # Every point from its files, those evaluated before a kill included.
         curve = {step: read_point(path / "curve" / f"step-{step}", curve_benchmarks) for step in done_steps}

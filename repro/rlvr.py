@@ -26,14 +26,20 @@ settings live in each scale's `rlvr:` block (`RLVRConfig`, field names of TRL's 
   written; the newest two kept) and a rerun resumes from the newest complete one with
   `trainer.train(resume_from_checkpoint=...)`, optimizer, scheduler and RNG states included.
 - Curves: pass@1 on `eval_benchmarks` at step 0 and at each checkpoint, from the checkpoint's
-  weights, in `curve/step-<k>/<benchmark>/` (evaluation's own files); an evaluation samples under
-  `torch.random.fork_rng`, so it leaves the training's random stream as it found it.
+  weights, in `curve/step-<k>/<benchmark>/` (evaluation's own files). During training a checkpoint's
+  weights are only kept (`keep_weights`, hard links); they are evaluated after training, once the
+  trainer and its rollout engine have given their memory back (`repro.eval.generate.release_engine`):
+  one engine at a time on a GPU. An evaluation samples under `torch.random.fork_rng`.
+- vLLM (`use_vllm`, GPUs): `vllm_max_model_length` is required, and training prompts too long to
+  leave room for a whole completion are left out and counted (`fitting_prompts`).
 """
 
 import dataclasses
 import json
 import logging
+import os
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -229,21 +235,43 @@ def train(init_model: str, tasks: Benchmark, cfg: RLVRConfig, run_dir: Path, see
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     stops = benchmarks.stops(tasks.config)
-    prompts = datasets.Dataset.from_list([{"prompt": benchmarks.prompt(tasks, t), "task_id": t} for t in tasks.tasks])
+    tokenizer = AutoTokenizer.from_pretrained(init_model)
+    rows, too_long = fitting_prompts(tasks, tokenizer, cfg)
+    if not rows:
+        raise DataError(f"{tasks.name}: no training prompt fits vllm_max_model_length ({cfg.vllm_max_model_length}) "
+                        f"beside max_completion_length ({cfg.max_completion_length})")
     resume = runs.latest_checkpoint(run_dir)
     _trim_metrics(run_dir / "metrics.jsonl", runs.checkpoint_step(resume) if resume else 0)
     trainer = GRPOTrainer(
         model=init_model, reward_funcs=make_reward(tasks, eval_config, cfg.reward, cfg.reward_workers),
-        args=grpo_args(cfg, run_dir, seed, stops), train_dataset=prompts,
-        processing_class=AutoTokenizer.from_pretrained(init_model), callbacks=[_callback(run_dir, on_checkpoint)])
+        args=grpo_args(cfg, run_dir, seed, stops), train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer, callbacks=[_callback(run_dir, on_checkpoint)])
     trainer.remove_callback(PrinterCallback)  # it prints every step's metrics; they go to metrics.jsonl instead
     if resume is not None:
         log.info("resuming GRPO from %s", resume)
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.save_model(str(run_dir / "model"))
+    del trainer  # its model, optimizer and rollout engine: the curve evaluations after it need the memory
+    generate.release_engine()
     return {**step_time_split(run_dir / "metrics.jsonl"), "seconds_this_session": round(time.monotonic() - start, 1),
-            "resumed_from": resume.name if resume else None}
+            "resumed_from": resume.name if resume else None, "prompts_too_long": too_long}
+
+
+def fitting_prompts(tasks: Benchmark, tokenizer, cfg: RLVRConfig) -> tuple[list[dict], int]:
+    """The training rows (prompt, task_id) whose prompt fits vLLM's window beside a whole completion,
+    and how many did not (all fit without vLLM: transformers' generate has no fixed window)."""
+    rows = [{"prompt": benchmarks.prompt(tasks, t), "task_id": t} for t in tasks.tasks]
+    if cfg.vllm_max_model_length is None:
+        return rows, 0
+    room = cfg.vllm_max_model_length - cfg.max_completion_length
+    lengths = [len(ids) for ids in tokenizer([r["prompt"] for r in rows])["input_ids"]]
+    kept = [r for r, n in zip(rows, lengths, strict=True) if n <= room]
+    if len(kept) < len(rows):
+        log.warning("%s: %d of %d training prompts are longer than %d tokens (vllm_max_model_length %d minus "
+                    "max_completion_length %d) and are left out", tasks.name, len(rows) - len(kept), len(rows),
+                    room, cfg.vllm_max_model_length, cfg.max_completion_length)
+    return kept, len(rows) - len(kept)
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -290,6 +318,31 @@ def evaluate_point(model_dir: Path, benchmarks: dict[str, Benchmark], eval_confi
             with torch.random.fork_rng(devices=devices):
                 score.evaluate_model(str(model_dir), bench, eval_config, gen, out, workers=workers)
     return read_point(out_dir, benchmarks)
+
+
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "training_args.bin",
+                  runs.CHECKPOINT_COMPLETE)
+"""Files of a TRL checkpoint that only resuming needs (with `rng_state*.pth` and DeepSpeed's `global_step*/`)."""
+
+
+def keep_weights(checkpoint: Path, dest: Path) -> None:
+    """A TRL checkpoint's model files (weights, config, tokenizer) hard-linked into `dest` (copied where
+    linking fails): a curve point is evaluated after training, once the rollout engine's memory is free,
+    when TRL may have deleted the checkpoint. Written under a temporary name, so `dest` is whole."""
+    dest = Path(dest)
+    if dest.exists():
+        return
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for file in sorted(Path(checkpoint).iterdir()):
+        if not file.is_file() or file.name in TRAINING_STATE or file.name.startswith("rng_state"):
+            continue
+        try:
+            os.link(file, partial / file.name)
+        except OSError:
+            shutil.copy2(file, partial / file.name)
+    partial.rename(dest)
 
 
 def read_point(out_dir: Path, benchmarks) -> dict[str, float]:

@@ -189,6 +189,10 @@ class RLVRConfig:
     vllm_gpu_memory_utilization: float = 0.3
     vllm_tensor_parallel_size: int = 1
     vllm_enable_sleep_mode: bool = False
+    vllm_max_model_length: int | None = None
+    """vLLM's context window for the rollouts (required with use_vllm: unset, vLLM reserves a KV cache for
+    the model's whole window, 131,072 tokens for Qwen2.5). Training prompts whose tokens plus
+    max_completion_length exceed it are left out of the training set, and the run's summary counts them."""
     deepspeed: str | None = None
     """DeepSpeed JSON relative to the repository (configs/deepspeed/zero3.json), handed to the Trainer."""
     reward: Literal["all_pass", "fraction"] = "all_pass"
@@ -218,6 +222,12 @@ class RLVRConfig:
             problems.append("eval_benchmarks is empty: the curves need at least one benchmark")
         if self.reward_workers is not None and self.reward_workers < 1:
             problems.append(f"reward_workers must be positive, got {self.reward_workers}")
+        if self.use_vllm and self.vllm_max_model_length is None:
+            problems.append("use_vllm needs vllm_max_model_length (the longest prompt plus max_completion_length "
+                            "to train on; unset, vLLM reserves the model's whole window)")
+        if self.vllm_max_model_length is not None and self.vllm_max_model_length <= self.max_completion_length:
+            problems.append(f"vllm_max_model_length ({self.vllm_max_model_length}) leaves no room for a prompt "
+                            f"beside max_completion_length ({self.max_completion_length})")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -227,7 +237,7 @@ GRPO_FIELDS = ("max_steps", "learning_rate", "per_device_train_batch_size", "num
                "epsilon", "epsilon_high", "loss_type", "scale_rewards", "mask_truncated_completions",
                "num_iterations", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "bf16",
                "gradient_checkpointing", "use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
-               "vllm_tensor_parallel_size", "vllm_enable_sleep_mode")
+               "vllm_tensor_parallel_size", "vllm_enable_sleep_mode", "vllm_max_model_length")
 """RLVRConfig fields that are GRPOConfig fields of the same name and meaning (`deepspeed` is one too,
 resolved to a path first)."""
 

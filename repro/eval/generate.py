@@ -43,6 +43,7 @@ def generate(model_id: str, prompts: Sequence[str], gen: GenerationConfig, stops
         outputs = _generate_vllm(model_id, prompts, gen, stops, revision)
     else:
         outputs = _generate_hf(model_id, prompts, gen, stops, revision, thoughts, given)
+        release_engine()  # the model was _generate_hf's: its memory goes back before the next stage
     return [[truncate(text, stops) for text in texts] for texts in outputs]
 
 
@@ -105,10 +106,52 @@ def _sample_batches(model, tokenizer, prompts: list[str], gen, stops: list[str],
     return out
 
 
+VLLM_MEMORY_SHARE = 0.9
+"""The share of the accelerator memory free when an evaluation engine starts that it may take (vLLM's
+`gpu_memory_utilization` is a share of the total: 0.9 of it fails when anything else holds memory)."""
+
+
+def vllm_engine_settings(prompt_lengths: Sequence[int], max_new_tokens: int, free_bytes: int,
+                         total_bytes: int) -> dict:
+    """An evaluation engine's context and memory, from what it serves and what the device has left:
+    `max_model_len` the longest prompt plus `max_new_tokens` (vLLM's default is the model's whole window,
+    131,072 tokens for Qwen2.5, whose KV-cache reservation alone can exceed the memory left), and
+    `gpu_memory_utilization` VLLM_MEMORY_SHARE of the free memory as a share of the total."""
+    return {"max_model_len": max(prompt_lengths, default=0) + max_new_tokens,
+            "gpu_memory_utilization": round(VLLM_MEMORY_SHARE * free_bytes / total_bytes, 4)}
+
+
 def _generate_vllm(model_id, prompts, gen, stops, revision) -> list[list[str]]:
+    import torch
+    from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model_id, revision=revision, dtype="bfloat16", seed=gen.seed)
-    params = SamplingParams(n=gen.n, temperature=gen.temperature, top_p=gen.top_p,
-                            max_tokens=gen.max_new_tokens, stop=list(stops), seed=gen.seed)
-    return [[o.text for o in result.outputs] for result in llm.generate(list(prompts), params)]
+    tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+    lengths = [len(ids) for ids in tokenizer(list(prompts))["input_ids"]]
+    settings = vllm_engine_settings(lengths, gen.max_new_tokens, *torch.cuda.mem_get_info())
+    log.info("vLLM engine for %s: %s", model_id, settings)
+    llm = LLM(model=model_id, revision=revision, dtype="bfloat16", seed=gen.seed, **settings)
+    try:
+        params = SamplingParams(n=gen.n, temperature=gen.temperature, top_p=gen.top_p,
+                                max_tokens=gen.max_new_tokens, stop=list(stops), seed=gen.seed)
+        return [[o.text for o in result.outputs] for result in llm.generate(list(prompts), params)]
+    finally:
+        release_engine(llm)
+
+
+def release_engine(engine=None) -> None:
+    """Give back the accelerator memory a finished engine or trainer held, before the next one starts:
+    vLLM's engine shut down (its `shutdown()` where the installed vLLM has one; its engine-core process
+    otherwise ends when the object is collected), Python's garbage collected, PyTorch's cached blocks
+    returned. A caller drops its own references first; without CUDA only the collection runs."""
+    import gc
+
+    import torch
+
+    shutdown = getattr(engine, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+    del engine
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -4,6 +4,7 @@ claim's check on hand-made curves, and a GRPO run that resumes from its TRL chec
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -387,3 +388,90 @@ def test_a_killed_grpo_run_resumes_from_its_checkpoint(tmp_path):
     init = load_file(tmp_path / "whole" / "init" / "model.safetensors")
     assert any(not a[k].equal(init[k]) for k in a)  # training moved the weights
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)  # and the resumed run ends identical
+
+
+# One GPU: one engine at a time, a bounded vLLM window -------------------------------------------
+
+def test_vllm_needs_a_window_that_leaves_room_for_a_prompt():
+    cfg = load_scale("small").rlvr
+    assert cfg.use_vllm and cfg.vllm_max_model_length > cfg.max_completion_length
+    with pytest.raises(ValueError, match="use_vllm needs vllm_max_model_length"):
+        dataclasses.replace(cfg, vllm_max_model_length=None)
+    with pytest.raises(ValueError, match="leaves no room for a prompt"):
+        dataclasses.replace(cfg, vllm_max_model_length=cfg.max_completion_length)
+    assert rlvr.grpo_args(cfg, Path("unused"), 0, []).vllm_max_model_length == cfg.vllm_max_model_length
+
+
+class CharTokenizer:
+    """One token per character: prompt lengths a test can count."""
+
+    def __call__(self, texts):
+        return {"input_ids": [list(range(len(t))) for t in texts]}
+
+
+def test_prompts_too_long_for_the_vllm_window_are_left_out_and_counted(toy):
+    cfg = dataclasses.replace(load_scale("small").rlvr, max_completion_length=10)
+    lengths = {t: len(benchmarks.prompt(toy, t)) for t in toy.tasks}
+    between = sorted(lengths.values())[0] + 10  # the shorter prompt fits, the longer does not
+    rows, dropped = rlvr.fitting_prompts(toy, CharTokenizer(), dataclasses.replace(cfg, vllm_max_model_length=between))
+    assert dropped == 1 and [r["task_id"] for r in rows] == [min(lengths, key=lengths.get)]
+    rows, dropped = rlvr.fitting_prompts(toy, CharTokenizer(), load_scale("tiny").rlvr)  # no vLLM: all kept
+    assert dropped == 0 and len(rows) == len(toy.tasks)
+
+
+def test_a_checkpoint_keeps_its_model_files_for_the_evaluation_after_training(tmp_path):
+    checkpoint = tmp_path / "checkpoint-20"
+    (checkpoint / "global_step20").mkdir(parents=True)  # DeepSpeed's shards: training state only
+    files = {"model.safetensors": b"w", "config.json": b"{}", "tokenizer.json": b"t", "optimizer.pt": b"o",
+             "scheduler.pt": b"s", "rng_state.pth": b"r", "trainer_state.json": b"{}", "training_args.bin": b"a",
+             "COMPLETE": b"20"}
+    for name, content in files.items():
+        (checkpoint / name).write_bytes(content)
+    kept = tmp_path / "curve" / "step-20" / "model"
+    rlvr.keep_weights(checkpoint, kept)
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert (kept / "model.safetensors").stat().st_ino == (checkpoint / "model.safetensors").stat().st_ino  # a link
+    shutil.rmtree(checkpoint)  # TRL's save_total_limit deletes old checkpoints: the kept files stay
+    assert (kept / "model.safetensors").read_bytes() == b"w" and not list(kept.parent.glob("*.partial"))
+
+
+def test_curve_points_are_evaluated_after_training_one_engine_at_a_time(tmp_path, monkeypatch, toy):
+    """The stage keeps each checkpoint's weights while GRPO trains and evaluates them once train() has
+    returned (and given its memory back): never an evaluation engine beside the rollout engine."""
+    from repro import pipeline
+
+    events, training = [], {"now": False}
+
+    def fake_train(init_model, tasks, cfg, run_dir, seed, eval_config, on_checkpoint):
+        training["now"] = True
+        for step in range(cfg.eval_every, cfg.max_steps + 1, cfg.eval_every):
+            checkpoint = run_dir / f"checkpoint-{step}"
+            checkpoint.mkdir(parents=True)
+            (checkpoint / "model.safetensors").write_bytes(b"step %d" % step)
+            (checkpoint / "optimizer.pt").write_bytes(b"o")
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "reward": 0.5, "step_time": 1.0}) + "\n")
+            on_checkpoint(step, checkpoint)
+        training["now"] = False
+        return {"steps_logged": cfg.max_steps}
+
+    def fake_evaluate(model_dir, benches, eval_config, gen, out_dir, workers=None):
+        assert not training["now"], "an evaluation engine started while the trainer held the GPU"
+        weights = Path(model_dir) / "model.safetensors"
+        events.append(weights.read_bytes().decode() if weights.exists() else "init")
+        for name in benches:
+            (Path(out_dir) / name).mkdir(parents=True, exist_ok=True)
+            (Path(out_dir) / name / "metrics.json").write_text(json.dumps({"pass@1": 0.25}))
+        return {name: 0.25 for name in benches}
+
+    monkeypatch.setattr(pipeline, "train", fake_train)
+    monkeypatch.setattr(pipeline, "evaluate_point", fake_evaluate)
+    monkeypatch.setattr(pipeline, "train_tasks", lambda cfg, eval_config: toy)
+    monkeypatch.setattr(pipeline, "eval_benchmarks", lambda cfg, eval_config: {"toy": toy})
+    scale = load_scale("tiny")
+    scale = dataclasses.replace(scale, rlvr=dataclasses.replace(scale.rlvr, max_steps=4, eval_every=2))
+    (tmp_path / "init").mkdir()
+    path = pipeline.rlvr_stage(scale, str(tmp_path / "init"), seed=0, root=tmp_path / "runs")
+    assert events == ["init", "step 2", "step 4"]
+    assert json.loads((path / "curve.json").read_text())["steps"] == [0, 2, 4]
+    assert not list(path.glob("curve/step-*/model"))  # the kept weights go once evaluated
