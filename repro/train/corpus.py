@@ -20,6 +20,7 @@ runs can prove they trained on the same text.
 """
 
 import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -70,6 +71,14 @@ def rejection(text: Any, max_chars: int) -> str | None:
     return None
 
 
+def tokenizer_identity(tokenizer) -> dict[str, Any]:
+    """Which tokenizer counted the tokens, the same on every machine: its class and a hash of its
+    vocabulary (its `name_or_path` is often a hub cache folder, an absolute path that would make the same
+    run hash differently on two machines)."""
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode("utf-8")
+    return {"class": type(tokenizer).__name__, "vocab_sha256": hashlib.sha256(vocab).hexdigest()[:16]}
+
+
 def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, streaming: bool = True,
                 max_chars: int = MAX_CHARS) -> tuple[list[str], dict[str, Any]]:
     """The snippets of `spec` (hub dataset, or `local_path`) and their identity for the run record."""
@@ -105,7 +114,7 @@ def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, str
     identity = {
         "dataset": spec.dataset, "revision": spec.revision, "data_dir": spec.data_dir, "split": spec.split,
         "text_field": spec.text_field, "source": "hub" if local_path is None or from_cache else str(local_path),
-        "files": files, "tokenizer": tokenizer.name_or_path, "max_chars": max_chars,
+        "files": files, "tokenizer": tokenizer_identity(tokenizer), "max_chars": max_chars,
         "max_snippets": spec.max_snippets, "max_tokens": spec.max_tokens, "snippets": len(snippets),
         "tokens": tokens, "stopped_by": stop, "skipped": dict(skipped), "sha256": digest.hexdigest(),
     }

@@ -124,10 +124,11 @@ def test_offline_corpus_reads_the_fetched_snapshot(cache, scale_and_config, monk
     from repro.train.corpus import load_corpus
 
     class Tokenizer:
-        name_or_path = "words"
-
         def __call__(self, text, add_special_tokens):
             return {"input_ids": text.split()}
+
+        def get_vocab(self):
+            return {"words": 0}
 
     scale, config = scale_and_config
     fetch.fetch(scale, config)

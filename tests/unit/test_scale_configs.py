@@ -193,6 +193,20 @@ def test_corpus_keeps_filtered_rows_in_order_and_records_its_identity(tokenizer,
     assert (identity["snippets"], identity["stopped_by"]) == (7, "exhausted")
 
 
+def test_the_corpus_identity_is_the_same_wherever_the_tokenizer_lives(tokenizer, tmp_path):
+    """A hub model's tokenizer loads from a cache folder whose absolute path differs between machines:
+    the identity (and so the stage hash) names the tokenizer by its vocabulary, not by its folder."""
+    from transformers import AutoTokenizer
+
+    identities = []
+    for home in ("machine-a/hub/snapshots/rev", "elsewhere/b"):
+        tokenizer.save_pretrained(tmp_path / home)
+        loaded = AutoTokenizer.from_pretrained(tmp_path / home)
+        identities.append(corpus.load_corpus(_spec(max_snippets=2), loaded, local_path=FIXTURE)[1])
+    assert identities[0] == identities[1] and str(tmp_path) not in json.dumps(identities[0])
+    assert identities[0]["tokenizer"]["vocab_sha256"] == corpus.tokenizer_identity(tokenizer)["vocab_sha256"]
+
+
 def test_snippet_cap_takes_a_prefix(tokenizer):
     everything, _ = corpus.load_corpus(_spec(), tokenizer, local_path=FIXTURE)
     snippets, identity = corpus.load_corpus(_spec(max_snippets=4), tokenizer, local_path=FIXTURE)
