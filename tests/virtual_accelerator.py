@@ -24,7 +24,9 @@ class VirtualAccelerator(TorchFunctionMode):
     draws for accelerator tensors from a generator made without `device=`, raises WrongDevice: on a GPU
     it would fail. Host scalars (0-dim) and host indices are allowed where PyTorch allows them. Only
     tensors and generators made while the mode is on can be on the host, and any `device=` counts as
-    the model's (on the CPU the two cannot be told apart)."""
+    the model's (on the CPU the two cannot be told apart). A model loaded inside the mode with
+    `from_pretrained` is on the host, as transformers loads it, until moved with `.to(device)`; what
+    loading does inside is not checked (it is all on the host)."""
 
     MIXING_ALLOWED = ("__getitem__", "__setitem__")
 
@@ -33,6 +35,7 @@ class VirtualAccelerator(TorchFunctionMode):
         self.host: dict[int, weakref.ref] = {}  # id -> the host tensor (tensors compare by value, not identity)
         self.host_generators: dict[int, weakref.ref] = {}
         self.patch = pytest.MonkeyPatch()
+        self.loading = 0  # from_pretrained calls under way
 
     @staticmethod
     def _has(table: dict[int, weakref.ref], item) -> bool:
@@ -53,6 +56,21 @@ class VirtualAccelerator(TorchFunctionMode):
                     mode.host_generators[id(self)] = weakref.ref(self)
 
         self.patch.setattr(torch, "Generator", Generator)
+        from transformers import PreTrainedModel
+
+        load = PreTrainedModel.from_pretrained.__func__
+
+        def from_pretrained(cls, *args, **kwargs):  # a model as transformers returns it: on the host
+            mode.loading += 1
+            try:
+                model = load(cls, *args, **kwargs)
+            finally:
+                mode.loading -= 1
+            for tensor in (*model.parameters(), *model.buffers()):
+                mode._mark(tensor, on_host=True)
+            return model
+
+        self.patch.setattr(PreTrainedModel, "from_pretrained", classmethod(from_pretrained))
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -62,6 +80,8 @@ class VirtualAccelerator(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self.loading:
+            return out
         name = getattr(func, "__name__", repr(func))
         inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         generator = kwargs.get("generator")
@@ -75,7 +95,8 @@ class VirtualAccelerator(TorchFunctionMode):
             host = [t for t in inputs if self._has(self.host, t)]
             accelerated = [t for t in inputs if not self._has(self.host, t)]
             in_place = name.endswith("_") or name.startswith("__i")  # the first argument is the result
-            if accelerated and in_place and self._has(self.host, args[0]):
+            first = args[0] if args else next(iter(kwargs.values()))  # init.normal_(tensor=...) names it
+            if accelerated and in_place and self._has(self.host, first):
                 raise WrongDevice(f"{name}: writes the model's device's values into a host tensor")
             if accelerated and any(t.dim() > 0 for t in host) and name not in self.MIXING_ALLOWED:
                 raise WrongDevice(f"{name}: a host tensor of shape {tuple(next(t for t in host if t.dim()).shape)} "
@@ -95,5 +116,5 @@ class VirtualAccelerator(TorchFunctionMode):
         target = next((a for a in args[1:] if isinstance(a, torch.Tensor)), kwargs.get("other"))
         if target is not None:
             return self._has(self.host, target)
-        device = torch._C._nn._parse_to(*args[1:], **kwargs)[0]
+        device = torch._C._nn._parse_to(*args[1:], **{k: v for k, v in kwargs.items() if k != "copy"})[0]
         return self._has(self.host, args[0]) if device is None else False
