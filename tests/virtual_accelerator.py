@@ -25,8 +25,9 @@ class VirtualAccelerator(TorchFunctionMode):
     it would fail. Host scalars (0-dim) and host indices are allowed where PyTorch allows them. Only
     tensors and generators made while the mode is on can be on the host, and any `device=` counts as
     the model's (on the CPU the two cannot be told apart). A model loaded inside the mode with
-    `from_pretrained` is on the host, as transformers loads it, until moved with `.to(device)`; what
-    loading does inside is not checked (it is all on the host)."""
+    `from_pretrained` is on the host, as transformers loads it, until moved with `.to(device)` (its
+    forward on the host raises WrongDevice too: on a GPU machine it would run on the CPU); what loading
+    does inside is not checked (it is all on the host)."""
 
     MIXING_ALLOWED = ("__getitem__", "__setitem__")
 
@@ -101,6 +102,9 @@ class VirtualAccelerator(TorchFunctionMode):
             if accelerated and any(t.dim() > 0 for t in host) and name not in self.MIXING_ALLOWED:
                 raise WrongDevice(f"{name}: a host tensor of shape {tuple(next(t for t in host if t.dim()).shape)} "
                                   "meets the model's device")
+            table = args[1] if len(args) > 1 else kwargs.get("weight")
+            if name == "embedding" and self._has(self.host, table):  # every causal LM's forward starts here
+                raise WrongDevice("embedding: the model runs on the host (loaded and never moved to the device)")
             on_host = not accelerated
         if self._has(self.host_generators, generator) and not on_host:
             raise WrongDevice(f"{name}: a generator made without `device=` draws for the model's device")

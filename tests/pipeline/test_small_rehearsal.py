@@ -13,7 +13,7 @@ EvalPlus's schema (no network here for the release files; the runner explains th
 It fails when a small-scale setting is missing (a claim exits 2), when a stage falls back to another code
 path (the records and stage directories must show the hub model and corpus at their pinned revisions, the
 E-step's steps, the GRPO steps on the pinned RL set) or when a tensor is on the wrong device. Verdicts
-themselves do not matter: a model this small solves nothing. About 4 minutes on one core.
+themselves do not matter: a model this small solves nothing. About 2 minutes on 2 shared cores.
 """
 
 import dataclasses

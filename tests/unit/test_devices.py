@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 from virtual_accelerator import VirtualAccelerator, WrongDevice
 
 from repro.core.scale import RA3Config, TinyModelConfig, TokenizerConfig, TrainConfig
@@ -54,6 +55,18 @@ def test_the_checker_fails_where_a_gpu_would(tokenizer):
         with pytest.raises(WrongDevice, match="generator made without `device=`"):
             torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0))
         torch.multinomial(probs, 1, generator=torch.Generator(device=device).manual_seed(0))
+
+
+def test_a_model_loaded_inside_is_on_the_host_until_moved(tokenizer, tmp_path):
+    thinking_model(tokenizer, 0).save_pretrained(tmp_path)
+    with VirtualAccelerator(), torch.no_grad():
+        model = AutoModelForCausalLM.from_pretrained(tmp_path)
+        with pytest.raises(WrongDevice, match="runs on the host"):
+            model(input_ids=torch.tensor([[1, 2, 3]]))
+        model.to(torch.device("cpu"))
+        with pytest.raises(WrongDevice, match="host tensor of shape \\(1, 3\\)"):
+            model(input_ids=torch.tensor([[1, 2, 3]]))
+        model(input_ids=torch.tensor([[1, 2, 3]]).to(model.device))
 
 
 def test_ra3_makes_its_tensors_on_the_model_device(tokenizer, tmp_path):
