@@ -222,10 +222,10 @@ def _estimates(claim_module) -> str:
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     from repro import fetch
-    from repro.core.scale import load_scale
+    from repro.core.scale import resolve_scale
     from repro.eval.benchmarks import load_eval_config
 
-    manifest = fetch.fetch(load_scale(args.scale), load_eval_config(args.config), tuple(args.only))
+    manifest = fetch.fetch(resolve_scale(args.scale, args.set), load_eval_config(args.config), tuple(args.only))
     for entry in manifest["artifacts"]:
         print(f"{entry['kind']:10s} {entry['name']}: {len(entry['files'])} files verified")
     print(f"manifest: {fetch.manifest_path(args.scale)}")
@@ -308,6 +308,9 @@ def _fetch_options(sub, verb: str) -> None:
     sub.add_argument("--only", action="append", default=[], metavar="KIND_OR_NAME",
                      help="only these artifacts: a kind (model, corpus, rlvr, benchmark) or a name, e.g. "
                           "humaneval+ (repeatable; default: all)")
+    sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a scale value as the claim runs will, e.g. rlvr.train_data={revision: <commit>} "
+                          "to fetch the RL set at the commit a run pins (repeatable)")
 
 
 def _claim_options(sub, verb: str) -> None:

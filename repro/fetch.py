@@ -126,7 +126,8 @@ def rlvr_artifacts(scale: ScaleConfig) -> list[tuple[str, str, Callable[[], dict
     def get() -> dict:
         if not re.fullmatch(r"[0-9a-f]{40}", data.revision):
             raise DataError(f"{data.dataset} has revision {data.revision!r} in configs/scales/{scale.name}.yaml, "
-                            "not a commit: pin one before fetching (or fetch the rest with --only)")
+                            "not a commit: pin one before fetching (`--set rlvr.train_data={revision: <commit>}`, "
+                            "or fetch the rest with --only)")
         return fetch_hub(data.dataset, "dataset", data.revision, (data.data_files,), names=(data.data_files,))
 
     return [("rlvr", data.dataset, get)]

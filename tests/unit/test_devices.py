@@ -3,107 +3,16 @@ model were on a GPU (`VirtualAccelerator`), and fail where a GPU would: a host t
 mixed with its tensors, a model value written into a host tensor, a host generator drawing for the model."""
 
 import dataclasses
-import weakref
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
+from transformers import AutoModelForCausalLM
+from virtual_accelerator import VirtualAccelerator, WrongDevice
 
 from repro.core.scale import RA3Config, TinyModelConfig, TokenizerConfig, TrainConfig
 from repro.train.pretrain import init_model, train_tokenizer
 from repro.train.ra3 import em, rollout, scoring, thoughts
 from repro.train.ra3.thoughts import build_infused, segment_lines
-
-
-class WrongDevice(AssertionError):
-    pass
-
-
-class VirtualAccelerator(TorchFunctionMode):
-    """The CPU as if the model's parameters lived on an accelerator. A tensor is on the host when it was
-    made without `device=` (torch.tensor(...), torch.zeros(n), a tokenizer's return_tensors="pt"), by
-    `.cpu()`, or computed from host tensors only; it is on the accelerator when it is a parameter or
-    buffer (made before entering), was made with `device=` or moved with `.to(device)`, or computed from
-    one that is. An operation that mixes a host tensor of more than one element with an accelerator
-    tensor (the model's forward included), writes accelerator values into a host tensor in place, or
-    draws for accelerator tensors from a generator made without `device=`, raises WrongDevice: on a GPU
-    it would fail. Host scalars (0-dim) and host indices are allowed where PyTorch allows them. Only
-    tensors and generators made while the mode is on can be on the host, and any `device=` counts as
-    the model's (on the CPU the two cannot be told apart)."""
-
-    MIXING_ALLOWED = ("__getitem__", "__setitem__")
-
-    def __init__(self):
-        super().__init__()
-        self.host: dict[int, weakref.ref] = {}  # id -> the host tensor (tensors compare by value, not identity)
-        self.host_generators: dict[int, weakref.ref] = {}
-        self.patch = pytest.MonkeyPatch()
-
-    @staticmethod
-    def _has(table: dict[int, weakref.ref], item) -> bool:
-        return item is not None and id(item) in table and table[id(item)]() is item
-
-    def _mark(self, tensor: torch.Tensor, on_host: bool) -> None:
-        if on_host:
-            self.host[id(tensor)] = weakref.ref(tensor)
-        else:
-            self.host.pop(id(tensor), None)
-
-    def __enter__(self):
-        mode = self
-
-        class Generator(torch.Generator):  # remembers whether it was made for a device
-            def __init__(self, device=None):  # torch.Generator.__new__ makes it
-                if device is None:
-                    mode.host_generators[id(self)] = weakref.ref(self)
-
-        self.patch.setattr(torch, "Generator", Generator)
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        self.patch.undo()
-        return super().__exit__(*exc)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = getattr(func, "__name__", repr(func))
-        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-        generator = kwargs.get("generator")
-        if name in ("to", "cuda", "cpu"):
-            on_host = self._moved_to_host(name, args, kwargs)
-        elif generator is not None and not inputs:  # a random factory: on its generator's device
-            on_host = self._has(self.host_generators, generator)
-        elif not inputs:  # a factory: on the device it names, else on the host
-            on_host = kwargs.get("device") is None
-        else:
-            host = [t for t in inputs if self._has(self.host, t)]
-            accelerated = [t for t in inputs if not self._has(self.host, t)]
-            in_place = name.endswith("_") or name.startswith("__i")  # the first argument is the result
-            if accelerated and in_place and self._has(self.host, args[0]):
-                raise WrongDevice(f"{name}: writes the model's device's values into a host tensor")
-            if accelerated and any(t.dim() > 0 for t in host) and name not in self.MIXING_ALLOWED:
-                raise WrongDevice(f"{name}: a host tensor of shape {tuple(next(t for t in host if t.dim()).shape)} "
-                                  "meets the model's device")
-            on_host = not accelerated
-        if self._has(self.host_generators, generator) and not on_host:
-            raise WrongDevice(f"{name}: a generator made without `device=` draws for the model's device")
-        for tensor in (t for t in tree_leaves(out) if isinstance(t, torch.Tensor)):
-            self._mark(tensor, on_host)
-        return out
-
-    def _moved_to_host(self, name: str, args, kwargs) -> bool:
-        if name == "cpu":
-            return True
-        if name == "cuda":
-            return False
-        target = next((a for a in args[1:] if isinstance(a, torch.Tensor)), kwargs.get("other"))
-        if target is not None:
-            return self._has(self.host, target)
-        device = torch._C._nn._parse_to(*args[1:], **kwargs)[0]
-        return self._has(self.host, args[0]) if device is None else False
-
 
 CFG = RA3Config(rounds=1, group_size=2, max_thought_tokens=4, temperature=1.0, penalty=0.05, estep_steps=1,
                 snippets_per_step=2, estep_lr=1e-3, expert_lm_weight=1.0, rollout_batch_size=3, policy_micro_batch=2)
@@ -146,6 +55,18 @@ def test_the_checker_fails_where_a_gpu_would(tokenizer):
         with pytest.raises(WrongDevice, match="generator made without `device=`"):
             torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0))
         torch.multinomial(probs, 1, generator=torch.Generator(device=device).manual_seed(0))
+
+
+def test_a_model_loaded_inside_is_on_the_host_until_moved(tokenizer, tmp_path):
+    thinking_model(tokenizer, 0).save_pretrained(tmp_path)
+    with VirtualAccelerator(), torch.no_grad():
+        model = AutoModelForCausalLM.from_pretrained(tmp_path)
+        with pytest.raises(WrongDevice, match="runs on the host"):
+            model(input_ids=torch.tensor([[1, 2, 3]]))
+        model.to(torch.device("cpu"))
+        with pytest.raises(WrongDevice, match="host tensor of shape \\(1, 3\\)"):
+            model(input_ids=torch.tensor([[1, 2, 3]]))
+        model(input_ids=torch.tensor([[1, 2, 3]]).to(model.device))
 
 
 def test_ra3_makes_its_tensors_on_the_model_device(tokenizer, tmp_path):
