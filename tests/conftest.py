@@ -66,6 +66,7 @@ class FakeHub(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), FakeHubHandler)
         self.repos: dict[tuple[str, str], dict[str, bytes]] = {}  # (repo, commit) -> path -> content
         self.served_instead: dict[str, bytes] = {}  # path -> bytes sent in place of the real content
+        self.refusals: dict[str, tuple[int, str]] = {}  # repo -> (HTTP status, X-Error-Code) for every request
         self.downloads: list[str] = []
 
     @property
@@ -97,6 +98,9 @@ class FakeHubHandler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, body: bool):
         hub, path = self.server, unquote(urlparse(self.path).path)
+        for repo, (status, code) in hub.refusals.items():  # what the hub answers for gated or missing repos
+            if f"/{repo}/" in path:
+                return self.send(code.encode(), {"X-Error-Code": code}, body, status=status)
         if tree := re.fullmatch(r"/api/(?:models|datasets)/([^/]+/[^/]+)/tree/([0-9a-f]{40})/?", path):
             return self.send(json.dumps(hub.tree(*tree.groups())).encode(), {}, body)
         if file := re.fullmatch(r"/(?:datasets/)?([^/]+/[^/]+)/resolve/([0-9a-f]{40})/(.+)", path):
