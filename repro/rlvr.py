@@ -342,6 +342,9 @@ def keep_weights(checkpoint: Path, dest: Path) -> None:
             os.link(file, partial / file.name)
         except OSError:
             shutil.copy2(file, partial / file.name)
+    if not any(f.suffix in (".safetensors", ".bin") for f in partial.iterdir()):
+        raise DataError(f"{checkpoint} holds no model weights to evaluate (under DeepSpeed ZeRO-3 the config needs "
+                        "stage3_gather_16bit_weights_on_model_save: true)")
     partial.rename(dest)
 
 

@@ -433,6 +433,11 @@ def test_a_checkpoint_keeps_its_model_files_for_the_evaluation_after_training(tm
     assert (kept / "model.safetensors").stat().st_ino == (checkpoint / "model.safetensors").stat().st_ino  # a link
     shutil.rmtree(checkpoint)  # TRL's save_total_limit deletes old checkpoints: the kept files stay
     assert (kept / "model.safetensors").read_bytes() == b"w" and not list(kept.parent.glob("*.partial"))
+    sharded_only = tmp_path / "checkpoint-40"  # ZeRO-3 without gathering 16-bit weights on save
+    (sharded_only / "global_step40").mkdir(parents=True)
+    (sharded_only / "config.json").write_text("{}")
+    with pytest.raises(DataError, match="holds no model weights"):
+        rlvr.keep_weights(sharded_only, tmp_path / "curve" / "step-40" / "model")
 
 
 def test_curve_points_are_evaluated_after_training_one_engine_at_a_time(tmp_path, monkeypatch, toy):
