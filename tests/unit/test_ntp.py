@@ -34,6 +34,21 @@ def test_pack_appends_eos_and_cuts_rows(tokenizer):
     assert flat[: len(first) + 1] == first + [tokenizer.eos_token_id]
 
 
+def test_pack_holds_4_bytes_a_token_and_the_same_ids_as_one_text_at_a_time(tokenizer, monkeypatch):
+    """The paper scale packs 1B tokens: int32 storage, not a Python list (about 36 bytes a token). Texts
+    are tokenized in batches (several batches here) and give the ids of one call per text."""
+    from repro.train import ntp
+
+    monkeypatch.setattr(ntp, "PACK_BATCH", 7)
+    rows = pack(TEXTS[:20], tokenizer, seq_len=32)
+    assert rows.dtype == torch.int32 and rows.element_size() == 4
+    eos = tokenizer.eos_token_id
+    one_by_one = [i for t in TEXTS[:20] for i in tokenizer(t, add_special_tokens=False)["input_ids"] + [eos]]
+    assert rows.flatten().tolist() == one_by_one[: rows.numel()]
+    batch = ntp.batch_rows(rows, torch.tensor([2, 0]), "cpu")
+    assert batch.dtype == torch.long and torch.equal(batch, rows[[2, 0]].long())  # what the loss's labels need
+
+
 def test_rows_for_step_is_a_seeded_pass_over_epochs():
     seen = torch.cat([rows_for_step(10, s, 4, seed=1) for s in range(5)]).tolist()
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
