@@ -5,6 +5,10 @@
 Each stage's directory is `runs/<stage>/<hash>/`, keyed by the hash of its config and of its inputs'
 identities (`repro.core.runs`); a finished stage is reused, an unfinished one resumes from its
 checkpoints. Claims never read a stage's folder layout themselves: they call these functions.
+
+Under torchrun every rank calls the same stage and gets the same path back: training stages train on
+every rank, evaluation runs on rank 0 while the others wait; rank 0 alone writes a stage's files, and
+`finish` marks a stage done only once every rank's part is on disk (repro.core.runs).
 """
 
 import dataclasses
@@ -19,12 +23,13 @@ from typing import Any
 
 import torch
 
-from repro.core import runs
+from repro.core import ranks, runs
 from repro.core.config import CONFIG_DIR, ConfigError, load
 from repro.core.files import DataError, atomic_write, read_jsonl
 from repro.core.hub import cached_snapshot, hub_cache, offline
 from repro.core.scale import ScaleConfig
 from repro.eval import benchmarks, score
+from repro.eval.barrier import barrier
 from repro.rlvr import eval_benchmarks, evaluate_point, keep_weights, read_point, train, train_tasks
 from repro.train.corpus import load_corpus
 from repro.train.ntp import train_causal_lm
@@ -35,6 +40,13 @@ from repro.train.teacher import teacher_corpus, true_intent_corpus
 from repro.world import WorldConfig, world_dir
 
 log = logging.getLogger(__name__)
+
+
+def finish(path: Path, summary: dict) -> None:
+    """Mark a stage done: after every rank's part of it is on disk, and before any rank goes on."""
+    barrier()
+    runs.mark_done(path, summary)
+    barrier()
 
 
 def world_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
@@ -79,7 +91,7 @@ def pretrain_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
         model = init_model(tokenizer, scale.tiny_model, scale.pretrain.seed)
         summary = train_causal_lm(model, tokenizer, texts, scale.pretrain, path, desc="pretraining")
         log.info("pretraining done: %s", json.dumps(summary))
-    runs.mark_done(path, summary)
+    finish(path, summary)
     return path / "model"
 
 
@@ -204,7 +216,7 @@ def ntp_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
         model = load_trainable(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"NTP (seed {train.seed})")
         log.info("NTP done: %s", json.dumps(summary))
-    runs.mark_done(path, summary)
+    finish(path, summary)
     return path / "model"
 
 
@@ -237,7 +249,7 @@ def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None,
         model = load_trainable(base_model)
         summary = train_causal_lm(model, tokenizer, texts, train, path, desc=f"teacher NTP (seed {train.seed})")
         log.info("teacher NTP done: %s", json.dumps(summary))
-    runs.mark_done(path, summary)
+    finish(path, summary)
     return path / "model"
 
 
@@ -251,7 +263,8 @@ def _teacher_texts(scale: ScaleConfig, snippets: list[str], path: Path) -> list[
     texts, counts = teacher_corpus(snippets, hub_snapshot(teacher.hub_id, teacher.revision, "model", scale.name),
                                    scale.synthetic)
     log.info("teacher comments: %s", json.dumps(counts))
-    atomic_write(file, "".join(json.dumps({"text": t}) + "\n" for t in texts))
+    if ranks.is_main():
+        atomic_write(file, "".join(json.dumps({"text": t}) + "\n" for t in texts))
     return texts
 
 
@@ -289,7 +302,7 @@ def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
                             reference_thoughts=None if rows is None else [reference_thoughts(row) for row in rows])
         diagnostics = ra3_diagnostics(path, rows)
         log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
-    runs.mark_done(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
+    finish(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
     return path
 
 
@@ -313,6 +326,9 @@ def eval_stage(model: str, benchmark: str, generation, root: Path | None = None,
     bench = benchmarks.load_benchmark(benchmark, config)
     path = runs.stage_dir("eval", eval_identity(model, bench, config, generation, thoughts), root)
     if runs.is_done(path):
+        return path
+    if not ranks.is_main():  # rank 0 evaluates (sharding it is later work); longer than a barrier may wait
+        runs.wait_done(path)
         return path
     with runs.stage_log(path):
         metrics = score.evaluate_model(model, bench, config, generation, path, workers=workers, thoughts=thoughts)

@@ -9,6 +9,10 @@ reuses the outputs, and a changed config never reads stale ones. Two markers, ea
   kind `latest_checkpoint` returns.
 Files that other tools read have their own "written last" file: `metrics.json` of a scored
 evaluation, `record.json` of a claim run.
+
+Under several processes (torchrun) every rank runs the same stage code, and rank 0 alone writes
+identity.json, DONE.json and run.log (`repro.core.ranks.is_main`); the stages put a barrier before
+DONE.json (every rank's part is on disk) and after it (no rank goes on before it exists).
 """
 
 import contextlib
@@ -22,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from repro.core import ranks
 from repro.core.files import atomic_write
 
 RUNS_ROOT = Path(os.environ.get("RA3_RUNS_DIR", "runs"))
@@ -53,11 +58,11 @@ def stage_path(stage: str, identity: Any, root: Path | None = None) -> Path:
 
 
 def stage_dir(stage: str, identity: Any, root: Path | None = None) -> Path:
-    """The stage's directory for this identity, created with `identity.json` if new."""
+    """The stage's directory for this identity, created with `identity.json` if new (by rank 0)."""
     path = stage_path(stage, identity, root)
     path.mkdir(parents=True, exist_ok=True)
     identity_file = path / "identity.json"
-    if not identity_file.exists():
+    if ranks.is_main() and not identity_file.exists():
         atomic_write(identity_file, json.dumps(_plain(identity), indent=2, sort_keys=True) + "\n")
     return path
 
@@ -71,12 +76,26 @@ def read_done(path: Path) -> dict[str, Any]:
 
 
 def mark_done(path: Path, summary: dict[str, Any]) -> None:
+    """Write DONE.json (rank 0 only; the other ranks return at once)."""
+    if not ranks.is_main():
+        return
     atomic_write(Path(path) / DONE, json.dumps({**_plain(summary), "finished_at": time.time()}, indent=2) + "\n")
+
+
+def wait_done(path: Path, poll_seconds: float = 1.0) -> None:
+    """Block until `path` has DONE.json: how ranks wait for work that rank 0 does alone for longer than
+    a process group's timeout allows (an evaluation); torchrun ends every rank if rank 0 dies."""
+    while not is_done(path):
+        time.sleep(poll_seconds)
 
 
 @contextlib.contextmanager
 def stage_log(path: Path) -> Iterator[None]:
-    """Copy the suite's log records into `<path>/run.log` while the stage runs."""
+    """Copy the suite's log records into `<path>/run.log` while the stage runs (rank 0's only: one
+    writer, no line twice)."""
+    if not ranks.is_main():
+        yield
+        return
     handler = logging.FileHandler(Path(path) / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("repro")

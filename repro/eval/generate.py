@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from repro.core import ranks
 from repro.core.scale import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,9 @@ def _generate_hf(model_id, prompts, gen, stops, revision, thoughts="free", given
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32  # CPUs are slow at bf16 matmuls
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", ranks.local_rank()) if cuda else torch.device("cpu")  # this process's GPU
+    dtype = torch.bfloat16 if cuda else torch.float32  # CPUs are slow at bf16 matmuls
     model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype).to(device).eval()
     extra = {}
     if thoughts == "banned":

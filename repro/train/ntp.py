@@ -120,10 +120,19 @@ def _accelerator(cfg: TrainConfig):
 
 
 def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
-    """save_state into checkpoint-<step>, marked COMPLETE last; older checkpoints are then removed."""
+    """save_state into checkpoint-<step>, marked COMPLETE last; older checkpoints are then removed.
+
+    Every rank writes its own RNG state (`random_states_<rank>.pkl`; the weights, optimizer and
+    scheduler come from the main process), so the main process clears the folder before anyone
+    writes and marks it only after every rank has written: a resumed run restores each rank's RNG.
+    A checkpoint resumes only under the same number of processes (accelerate reads
+    `random_states_<rank>.pkl` of each rank)."""
     path = run_dir / f"checkpoint-{step}"
-    shutil.rmtree(path, ignore_errors=True)
+    if accelerator.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         runs.mark_checkpoint(path, step)
         for old in run_dir.glob("checkpoint-*"):
@@ -168,7 +177,7 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
     elif first:
         raise ValueError(f"{desc}: a window from step {first} needs the optimizer state the previous one left")
     metrics_file = run_dir / "metrics.jsonl"
-    if start_step == first:
+    if start_step == first and accelerator.is_main_process:
         metrics_file.unlink(missing_ok=True)
     model.train()
     tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * cfg.seq_len * accelerator.num_processes
@@ -214,6 +223,7 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
                        run_dir / OPTIMIZER_STATE)
         unwrapped.save_pretrained(run_dir / "model", state_dict=accelerator.get_state_dict(model))
         tokenizer.save_pretrained(run_dir / "model")
+    accelerator.wait_for_everyone()  # no rank returns (and marks its stage done) before the model is saved
     trained_steps = last - start_step
     return {"final_loss": sum(recent) / max(1, len(recent)), "steps": last - first, "window": [first, last],
             "rows": len(data), "tokens_seen": tokens_per_step * (last - first),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from repro.core import ranks
 from repro.core.scale import TinyModelConfig, TokenizerConfig
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig, out_dir: Path):
     core.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, bos_token=EOS, pad_token=PAD,
                                         clean_up_tokenization_spaces=False)
-    tokenizer.save_pretrained(out_dir)
+    if ranks.is_main():  # every rank trains the same tokenizer (deterministic); one writes it
+        tokenizer.save_pretrained(out_dir)
     return tokenizer
 
 

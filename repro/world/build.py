@@ -22,7 +22,7 @@ import logging
 import time
 from pathlib import Path
 
-from repro.core import runs
+from repro.core import ranks, runs
 from repro.core.files import atomic_write
 from repro.world.config import WorldConfig
 from repro.world.skills import SKILLS
@@ -78,6 +78,8 @@ def world_dir(config: WorldConfig, root: Path | None = None) -> Path:
     """The world's files, built once per config into `runs/world/<hash>/` (its DONE.json names each
     file's sha256, the identity later stages record)."""
     path = runs.stage_dir("world", config, root)
+    if not runs.is_done(path) and not ranks.is_main():  # under torchrun rank 0 builds it (seconds), the others wait
+        runs.wait_done(path)
     if not runs.is_done(path):
         with runs.stage_log(path):
             log.info("building the tiny world in %s", path)
