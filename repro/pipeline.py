@@ -343,9 +343,10 @@ def evaluate_into(out_dir: Path, label: str, model: str, benchmark: str, generat
     run directory carries its evidence. Returns (outcomes.jsonl relative to OUT, metrics)."""
     source = eval_stage(model, benchmark, generation, root, thoughts=thoughts)
     dest = Path(out_dir) / "evals" / label
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("outcomes.jsonl", "metrics.json", "generation.json", "samples.jsonl", "samples_raw.jsonl"):
-        shutil.copyfile(source / name, dest / name)
+    if ranks.is_main():
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("outcomes.jsonl", "metrics.json", "generation.json", "samples.jsonl", "samples_raw.jsonl"):
+            shutil.copyfile(source / name, dest / name)
     metrics = json.loads((source / "metrics.json").read_text())
     return str((dest / "outcomes.jsonl").relative_to(out_dir)), metrics
 
