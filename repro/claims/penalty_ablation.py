@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 CLAIM = "penalty_ablation"
 CONFIG = CONFIG_DIR / "claims" / "penalty_ablation.yaml"
 NEEDS = ("ntp", "ra3", "generation")
-COST = {"tiny": "about 10 min for one seed on 2 CPU cores after table1", "small": "two extra RA3 runs on one GPU",
+COST = {"tiny": "56 min for 3 seeds on 2 shared CPU cores once table1's stages exist (6 extra RA3 runs)",
+        "small": "two extra RA3 runs on one GPU",
         "paper": "two extra RA3 runs per model"}
 
 

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 CLAIM = "rlvr_curves"
 CONFIG = CONFIG_DIR / "claims" / "rlvr_curves.yaml"
 NEEDS = ("ntp", "ra3", "rlvr", "generation")
-COST = {"tiny": "17.5 min measured for 3 inits x 3 seeds on 2 shared CPU cores, once NTP and RA3 of each seed exist",
+COST = {"tiny": "9 min 33 s measured for 3 inits x 1 seed on 2 shared CPU cores, once NTP and RA3 of the seed exist",
         "small": "9 GRPO runs of one 1.5B model on one GPU", "paper": "9 GRPO runs per model on 8 GPUs"}
 STATISTICS = ("area", "final", "steps_to_threshold")
 

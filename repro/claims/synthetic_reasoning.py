@@ -41,7 +41,7 @@ CLAIM = "synthetic_reasoning"
 CONFIG = CONFIG_DIR / "claims" / "synthetic_reasoning.yaml"
 METHODS = ("ntp", "synthetic", "ra3")
 NEEDS = ("ntp", "ra3", "generation")  # and `synthetic`, the teacher model, where the corpus comes from the hub
-COST = {"tiny": "one teacher NTP stage (about 1 min) and its evaluation after table1; about 12 min per seed alone",
+COST = {"tiny": "6 min 50 s for 3 seeds once table1's stages exist (a teacher NTP stage and evaluation per seed)",
         "small": "a teacher model commenting 50k snippets, then NTP, on one GPU (not run here)",
         "paper": "the teacher over 3.5M snippets and NTP per model (not run here)"}
 

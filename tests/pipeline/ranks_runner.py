@@ -1,4 +1,4 @@
-"""Run by tests/pipeline/test_ranks.py under `torchrun --nproc_per_node 2` (gloo, CPU): the tiny world, a
+"""Run by tests/pipeline/test_two_processes.py under `torchrun --nproc_per_node 2` (gloo, CPU): the tiny world, a
 20-step pretraining, a 20-step NTP stage (checkpoint at step 10) and an evaluation of its model on
 tiny-heldout (n=1). Each rank writes `paths-<rank>.json` (the paths the stages returned to it) and
 `writes-<rank>.jsonl` (every file it wrote through `atomic_write`, and when), for the test to read.

@@ -1,5 +1,5 @@
 """One writer per run file: a rank other than 0 writes no identity.json, DONE.json or run.log, and the
-barrier of a single process touches nothing (the multi-process run: tests/pipeline/test_ranks.py)."""
+barrier of a single process touches nothing (the multi-process run: tests/pipeline/test_two_processes.py)."""
 
 import logging
 
