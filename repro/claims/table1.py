@@ -358,7 +358,7 @@ def _absolute_verdicts(record, cfg: Table1Config) -> list[Verdict]:
 
 
 NEEDS = ("ntp", "ra3", "generation")
-COST = {"tiny": "1 seed from nothing: 9 min 55 s on 2 quiet CPU cores (bf16 pretraining); 3 seeds: 19 min more for "
-                "seeds 1 and 2 once seed 0 is cached, on 2 shared cores",
+COST = {"tiny": "1 seed from nothing: 10 min 34 s on 2 quiet CPU cores (bf16 pretraining; 12 min 22 s inside CI's "
+                "test session); 3 seeds: 19 min more for seeds 1 and 2 once seed 0 is cached, on 2 shared cores",
         "small": "not run yet (no GPU here): hours on one 80 GB GPU, see the estimate",
         "paper": "not run yet: GPU-weeks on 8 GPUs (three models, 3.5M snippets), see the estimate"}
