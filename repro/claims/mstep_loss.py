@@ -97,6 +97,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
     tasks = list(benchmark.tasks.values())[: cfg.heldout_snippets]
     texts = [t["prompt"] + t["canonical_solution"] for t in tasks]
     runs_, used = [], {}
+    device = pipeline.device()
     for name, base in pipeline.base_models(scale, root):
         for seed in seeds:
             ntp_model = pipeline.ntp_stage(scale, base, root, seed=seed)
@@ -105,8 +106,8 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
             used[f"{name}/ntp/s{seed}"], used[f"{name}/ra3/s{seed}"] = str(ntp_model), str(ra3_model)
             tokenizer = AutoTokenizer.from_pretrained(ra3_model)
             # On the device the stages trained on: the infusion's rollouts and the NLLs are the run's heavy part.
-            ntp_net = AutoModelForCausalLM.from_pretrained(ntp_model).to(pipeline.device())
-            ra3_net = AutoModelForCausalLM.from_pretrained(ra3_model).to(pipeline.device()).eval()
+            ntp_net = AutoModelForCausalLM.from_pretrained(ntp_model).to(device)
+            ra3_net = AutoModelForCausalLM.from_pretrained(ra3_model).to(device).eval()
             ra3_cfg, _ = pipeline.ra3_settings(scale, seed)
             infused = infuse_corpus(ra3_net, tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
                                         torch.Generator().manual_seed(seed))
@@ -128,7 +129,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
             entry["rounds"] = []  # per EM round: its M-step's training loss and its model's held-out CE
             for k, round_dir in enumerate(rounds):
                 net = ra3_net if k == len(rounds) - 1 else AutoModelForCausalLM.from_pretrained(
-                    round_dir / "model").to(pipeline.device())
+                    round_dir / "model").to(device)
                 texts_k = [x.text for x in infused] if k == len(rounds) - 1 else [
                     x.text for x in infuse_corpus(net.eval(), tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
                                                   torch.Generator().manual_seed(seed))]
