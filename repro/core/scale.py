@@ -108,6 +108,10 @@ class RA3Config:
     """Which thoughts of the final policy go into the M-step's corpus: one sample, sampled places with
     the most likely thoughts, or the best of `group_size` samples by the E-step's reward."""
     rollout_batch_size: int = 64
+    rollout_window: int = 16
+    """Expert tokens a rollout row feeds per forward (a speed knob: results do not depend on it). A think
+    discards what its window held after the decision, so a wider window wastes more at a higher think
+    rate and a narrower one takes more forwards (`benchmarks/estep_throughput.py` measures both)."""
     """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
     policy_micro_batch: int = 32
     """Rows per forward and backward of the E-step's policy loss (memory only: gradients accumulate over

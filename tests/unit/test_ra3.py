@@ -113,6 +113,34 @@ def test_batched_cached_rollout_takes_the_same_thoughts_as_the_naive_one(trained
     assert alone[0] == batched[5]
 
 
+@pytest.mark.parametrize("window", [1, 3, 16])
+def test_windowed_rollout_feeds_each_token_once_and_matches_the_naive_one(trained, window):
+    """At any window the thoughts equal the naive rollout's, and the slots fed stay near the infused
+    texts' own token count: a row never feeds a token twice."""
+    model, tokenizer = trained
+    comment_ids = thoughts.comment_token_ids(tokenizer)
+    model = copy.deepcopy(model)
+    bias = torch.zeros(len(tokenizer)).index_fill(0, comment_ids, 3.0)  # thinks more often (a bias much larger makes byte garbage)
+    head = model.lm_head
+    model.lm_head = torch.nn.Module()
+    model.lm_head.forward = lambda hidden: head(hidden) + bias
+    texts = [t for t in make_texts(6, seed=5, comments=False) for _ in range(8)]
+    segmented = [thoughts.segment_lines(t) for t in texts]
+    cfg = dataclasses.replace(CFG, rollout_window=window)
+    cost: dict = {}
+    batched = rollout.rollout(model, tokenizer, texts, segmented, cfg, comment_ids,
+                              [torch.Generator().manual_seed(i) for i in range(len(texts))], stats=cost)
+    naive = [rollout.naive_rollout(model, tokenizer, t, s, cfg, comment_ids, torch.Generator().manual_seed(i))
+             for i, (t, s) in enumerate(zip(texts, segmented, strict=True))]
+    assert batched == naive
+    n_thoughts = sum(len(t) for t in batched)
+    assert n_thoughts >= 12, n_thoughts
+    # The old rollout fed 2-4 slots per real token at such rates (the rest of a snippet again after every
+    # thought). "Real" tokens are the infused texts' own tokenization, a few tokens per thought line off
+    # the pieces the rollout feeds, hence the margin.
+    assert cost["slots"] <= 1.1 * cost["tokens"], (cost, n_thoughts)
+
+
 def test_group_advantages_are_centred_per_boundary():
     advantages = em._group_advantages([torch.tensor([1.0, 0.0]), torch.tensor([3.0, 0.0])])
     assert torch.allclose(torch.stack(advantages).sum(0), torch.zeros(2), atol=1e-5)
