@@ -325,6 +325,7 @@ def test_rollout_engine_is_built_for_rollouts_and_shut_down(world, vllm, monkeyp
     assert kwargs["generation_config"] == "vllm" and kwargs["dtype"] == "bfloat16"
     longest = max(len(tokenizer(t)["input_ids"]) + t.count("\n") * (CFG.max_thought_tokens + 2) for t in texts)
     assert kwargs["max_model_len"] == longest + CFG.max_thought_tokens
+    assert vllm_rollout._longest_prompt(tokenizer, texts, CFG, batch=2) == longest  # the corpus read in batches
     assert kwargs["gpu_memory_utilization"] == pytest.approx(0.9 * 0.5 * 60 / 80, abs=1e-4)
     assert {key: vllm_rollout.os.environ[key] for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE")} == \
         {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1"}

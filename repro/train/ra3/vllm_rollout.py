@@ -41,21 +41,28 @@ reproducible; their cost is a round as long as its longest continuation (`max_th
 steps) while the other rows wait, which vLLM's async engine would remove. The requests are many: about
 one per line of every snippet, ~1e8 for an infusion of the paper corpus at ~30 lines each, so vLLM's
 per-request overhead (tens to hundreds of microseconds of CPU, unmeasured here) may cost as much as its
-prefill; a caller should hand it thousands of rows per call.
+prefill.
 
-`rollout_engine` builds the engine from the settings evaluation uses (`repro.eval.generate`:
-`vllm_engine_settings`, `release_engine`), in process as TRL 1.16's colocate mode builds it
-(`distributed_executor_backend="external_launcher"`), so `push_weights` can load the E-step's weights
-into it the way TRL 1.16 does (`trl/generation/vllm_generation.py`, `sync_weights`): each parameter under
-its Hugging Face name through the engine model's `load_weights`, then `reset_prefix_cache`.
+Use: build one engine with `rollout_engine` from the model folder the E-step starts from, call
+`rollout(engine, ...)` where `rollout.rollout(model, ...)` is called (E-step steps and
+`infuse_corpus`, with thousands of rows per call rather than `rollout_batch_size`'s 64), and
+`push_weights(engine, model)` after every optimizer step of the E-step. The engine is built in process as
+TRL 1.16's colocate mode builds it (`distributed_executor_backend="external_launcher"`), with the
+settings evaluation uses (`repro.eval.generate`: `vllm_engine_settings`, `release_engine`), so that
+`push_weights` can load weights the way TRL 1.16 does (`trl/generation/vllm_generation.py`,
+`sync_weights`): each parameter under its Hugging Face name through the engine model's `load_weights`,
+then `reset_prefix_cache`.
 
 What ran: only the tests on the CPU (`tests/unit/test_vllm_rollout.py`), against a fake `vllm` whose
-engine samples from a small transformers model (`tests/fake_vllm.py`). vLLM itself never ran here (no
-GPU, and vLLM 0.30 does not install without CUDA): the vLLM names used (TokensPrompt, SamplingParams's
-fields, `RequestOutput.num_cached_tokens`, the in-process `llm_engine.model_executor.driver_worker.
-model_runner.model`, `reset_prefix_cache`, the LLM arguments) come from reading vLLM 0.30's and TRL
-1.16's sources, and a GPU run is what shows they hold. vLLM samples in bf16 while the E-step scores in
-its own precision, so its q differs from the learner's by rounding.
+engine samples from a small transformers model (`tests/fake_vllm.py`). vLLM itself never ran: it does
+not install on this CPU-only machine. The vLLM names used (TokensPrompt; SamplingParams's `max_tokens`,
+`seed`, `stop_token_ids`, `allowed_token_ids`, `ignore_eos`, `detokenize`; `RequestOutput.num_cached_tokens`;
+the in-process `llm_engine.model_executor.driver_worker.model_runner.model`; `reset_prefix_cache`; the LLM
+arguments) come from reading vLLM 0.30's and TRL 1.16's sources. Only a GPU with vLLM shows that they
+hold, that the think rate matches the transformers backend's on the same weights (vLLM samples from
+bf16 logits, so its q differs from the learner's by rounding), what the requests cost (the
+per-request overhead; `stop_token_ids` holds every newline token, thousands in a 150k vocabulary, and
+vLLM's scheduler tests each sampled token against that list), and how `ENGINE_FREE_SHARE` should be set.
 """
 
 import contextlib
@@ -270,21 +277,30 @@ def _launcher_environment() -> None:
             os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
 
 
+def _longest_prompt(tokenizer, snippets: Sequence[str], cfg: RA3Config, batch: int = 4096) -> int:
+    """The longest prompt a snippet can give: its tokens plus, per line, a thought and its re-tokenized
+    newline (`max_thought_tokens` + 1) and one token of slack for a merge across the cut. Tokenized in
+    batches, keeping only lengths: the paper corpus's ids would take tens of GB as Python lists."""
+    longest = 0
+    for start in range(0, len(snippets), batch):
+        part = list(snippets[start: start + batch])
+        for ids, text in zip(tokenizer(part, add_special_tokens=False)["input_ids"], part, strict=True):
+            longest = max(longest, len(ids) + text.count("\n") * (cfg.max_thought_tokens + 2))
+    return longest
+
+
 @contextlib.contextmanager
 def rollout_engine(model_id: str, tokenizer, snippets: Sequence[str], cfg: RA3Config, revision: str | None = None,
                    free_share: float = ENGINE_FREE_SHARE) -> Iterator:
-    """A vLLM engine for `rollout` on this process's GPU, shut down on leaving: prefix caching on, the
-    core in process (so `push_weights` reaches its model), `max_model_len` the longest prompt a snippet
-    can give (its tokens plus `max_thought_tokens` + 2 per line: a thought and its re-tokenized
-    newline, with slack for a merge) plus a thought, and `free_share` of the free memory
-    (`ENGINE_FREE_SHARE`). `model_id` is a model folder or hub id whose weights it starts from; the
+    """A vLLM engine for `rollout` on this process's GPU, shut down on leaving (`release_engine`): prefix
+    caching on, the core in process (so `push_weights` reaches its model), `max_model_len` the longest
+    prompt the snippets can give plus a thought, and its memory from `free_share` of the memory free now
+    (`vllm_engine_settings`). `model_id` is a model folder or hub id whose weights it starts from; the
     E-step's updates reach it through `push_weights`."""
     vllm = _vllm()
-    lengths = [len(ids) + text.count("\n") * (cfg.max_thought_tokens + 2)
-               for ids, text in zip(tokenizer(list(snippets), add_special_tokens=False)["input_ids"], snippets,
-                                    strict=True)]
     free, total = torch.cuda.mem_get_info()
-    settings = vllm_engine_settings(lengths, cfg.max_thought_tokens, int(free * free_share), total)
+    settings = vllm_engine_settings([_longest_prompt(tokenizer, snippets, cfg)], cfg.max_thought_tokens,
+                                    int(free * free_share), total)
     log.info("vLLM rollout engine for %s: %s", model_id, settings)
     _launcher_environment()
     llm = vllm.LLM(model=model_id, revision=revision, dtype="bfloat16", seed=cfg.seed, enable_prefix_caching=True,
