@@ -299,9 +299,12 @@ def ra3_stage(scale: ScaleConfig, base_model: str, root: Path | None = None, see
         model = load_trainable(base_model)
         summaries = em_loop(model, tokenizer, texts, ra3, mstep, path,
                             on_estep=lambda m: log.info("E-step %s", json.dumps(m)),
-                            reference_thoughts=None if rows is None else [reference_thoughts(row) for row in rows])
-        diagnostics = ra3_diagnostics(path, rows)
-        log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
+                            reference_thoughts=None if rows is None else [reference_thoughts(row) for row in rows],
+                            model_path=base_model)
+        diagnostics = {"rounds": []}
+        if ranks.is_main():  # its files have one writer
+            diagnostics = ra3_diagnostics(path, rows)
+            log.info("RA3 diagnostics: %s", json.dumps(diagnostics["rounds"]))
     finish(path, {"rounds": summaries, "diagnostics": diagnostics["rounds"]})
     return path
 

@@ -76,14 +76,11 @@ def load_config(path: Path | None = None) -> MstepLossConfig:
 def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[str] | tuple[str, ...] = (),
         root: Path | None = None) -> dict:
     """Default seeds: [0]."""
-    import torch  # the training stack: only when running, so `check` stays light
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from repro import pipeline
     from repro.eval import benchmarks
     from repro.train.ntp import text_nll
-    from repro.train.ra3.em import infuse_corpus
-    from repro.train.ra3.thoughts import comment_token_ids
 
     seeds = seeds or [0]
     preflight(sys.modules[__name__], scale)
@@ -109,8 +106,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
             ntp_net = AutoModelForCausalLM.from_pretrained(ntp_model).to(device)
             ra3_net = AutoModelForCausalLM.from_pretrained(ra3_model).to(device).eval()
             ra3_cfg, _ = pipeline.ra3_settings(scale, seed)
-            infused = infuse_corpus(ra3_net, tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
-                                        torch.Generator().manual_seed(seed))
+            infused = _infused(ra3_net, tokenizer, texts, ra3_cfg, seed)
             rounds = pipeline.ra3_rounds(ra3_dir)
             entry = {
                 "model": name, "seed": seed,
@@ -131,8 +127,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
                 net = ra3_net if k == len(rounds) - 1 else AutoModelForCausalLM.from_pretrained(
                     round_dir / "model").to(device)
                 texts_k = [x.text for x in infused] if k == len(rounds) - 1 else [
-                    x.text for x in infuse_corpus(net.eval(), tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
-                                                  torch.Generator().manual_seed(seed))]
+                    x.text for x in _infused(net.eval(), tokenizer, texts, ra3_cfg, seed)]
                 entry["rounds"].append({"round": k, "train_tail": _tail(entry["mstep_curves"][k], cfg.tail_fraction),
                                         "heldout_infused_ce": _ce(text_nll(net, tokenizer, texts_k))})
             runs_.append(entry)
@@ -157,6 +152,18 @@ def plan(scale: ScaleConfig, seeds: list[int] | None):
         for seed in seeds or [0]:
             stages += [p.ntp(scale, model, seed), p.ra3(scale, model, seed)]
     return stages
+
+
+def _infused(model, tokenizer, texts: list[str], ra3_cfg, seed: int) -> list:
+    """The held-out texts infused by `model` (every text in this process, whatever the number of ranks)."""
+    import torch  # the training stack: only when running, so `check` stays light
+
+    from repro.train.ra3.em import infuse_corpus
+    from repro.train.ra3.thoughts import comment_token_ids
+
+    infused = infuse_corpus(model, tokenizer, texts, ra3_cfg, comment_token_ids(tokenizer),
+                            torch.Generator().manual_seed(seed), sharded=False)
+    return [infused[i] for i in range(len(texts))]
 
 
 def _curve(path: Path) -> list[dict]:

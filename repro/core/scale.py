@@ -108,11 +108,15 @@ class RA3Config:
     """Which thoughts of the final policy go into the M-step's corpus: one sample, sampled places with
     the most likely thoughts, or the best of `group_size` samples by the E-step's reward."""
     rollout_batch_size: int = 64
+    """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
     rollout_window: int = 16
     """Expert tokens a rollout row feeds per forward (a speed knob: results do not depend on it). A think
     discards what its window held after the decision, so a wider window wastes more at a higher think
     rate and a narrower one takes more forwards (`benchmarks/estep_throughput.py` measures both)."""
-    """Snippets rolled out together when infusing the corpus (a speed knob: results do not depend on it)."""
+    rollout_backend: Literal["hf", "vllm"] = "hf"
+    """What samples the rollouts: the model itself through transformers (`repro.train.ra3.rollout`, the
+    default and the only one ever run), or a vLLM engine beside it that receives the weights after every
+    E-step update (`repro.train.ra3.vllm_rollout`; tested against a fake engine only)."""
     policy_micro_batch: int = 32
     """Rows per forward and backward of the E-step's policy loss (memory only: gradients accumulate over
     the micro-batches, so the update is the batch's)."""

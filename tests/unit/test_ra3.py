@@ -120,7 +120,8 @@ def test_windowed_rollout_feeds_each_token_once_and_matches_the_naive_one(traine
     model, tokenizer = trained
     comment_ids = thoughts.comment_token_ids(tokenizer)
     model = copy.deepcopy(model)
-    bias = torch.zeros(len(tokenizer)).index_fill(0, comment_ids, 3.0)  # thinks more often (a bias much larger makes byte garbage)
+    # Thinks more often (a much larger bias makes byte garbage, whose re-tokenization differs).
+    bias = torch.zeros(len(tokenizer)).index_fill(0, comment_ids, 3.0)
     head = model.lm_head
     model.lm_head = torch.nn.Module()
     model.lm_head.forward = lambda hidden: head(hidden) + bias
@@ -243,6 +244,7 @@ def test_best_of_group_infusion_keeps_the_highest_reward(trained):
     texts = make_texts(6, seed=5, comments=False)
     cfg = dataclasses.replace(CFG, temperature=2.5, infusion="best_of_group", group_size=4)
     best = em.infuse_corpus(model, tokenizer, texts, cfg, comment_ids, torch.Generator().manual_seed(0))
+    assert sorted(best) == list(range(len(texts)))
     # The same draws, all kept: the chosen one is the maximum of its snippet's candidates.
     generators = rollout.row_generators(torch.Generator().manual_seed(0), len(texts) * 4)
     segmented = [thoughts.segment_lines(t) for t in texts]

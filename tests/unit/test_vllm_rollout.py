@@ -3,6 +3,7 @@ samples from a small transformers model (tests/fake_vllm.py): decisions at the r
 gives, thoughts as the transformers backend writes them, the prompts it would feed, weights pushed,
 seeds that make a row's thoughts its own. What only vLLM on a GPU can show is in the module docstring."""
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -337,3 +338,49 @@ def test_without_vllm_the_error_names_the_gpu_extra(world, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # what an installation without vLLM gives
     with pytest.raises(ImportError, match=r"ra3-repro\[gpu\]"):
         run(object(), tokenizer, make_texts(1), CFG, [0])
+
+
+def test_the_em_loop_samples_with_the_engine_and_keeps_its_weights_current(world, vllm, monkeypatch, tmp_path):
+    """`rollout_backend: vllm` in the EM loop: one engine for every round, every rollout (E-step and
+    infusion) sampled by it, and the weights pushed at each round's start and after every E-step update,
+    so the engine always samples the policy being trained."""
+    from repro.train.ra3 import em
+
+    model, tokenizer = world
+    model = copy.deepcopy(model)
+    engines = []
+
+    @contextlib.contextmanager
+    def fake_engine(model_id, tokenizer_, snippets, cfg, revision=None, free_share=vllm_rollout.ENGINE_FREE_SHARE):
+        engines.append(LLM(model_id))
+        yield engines[-1]
+        engines[-1].shutdown()
+
+    monkeypatch.setattr(vllm_rollout, "rollout_engine", fake_engine)
+    in_sync = []
+    infuse = em.infuse_corpus
+
+    def checked_infusion(net, *args, **kwargs):  # the engine holds the very weights being infused with
+        current = dict(net.named_parameters())
+        in_sync.append(all(torch.equal(p, current[name]) for name, p in kwargs["engine"].model.named_parameters()))
+        return infuse(net, *args, **kwargs)
+
+    monkeypatch.setattr(em, "infuse_corpus", checked_infusion)
+    model.save_pretrained(tmp_path / "base")
+    cfg = dataclasses.replace(CFG, rounds=2, estep_steps=2, rollout_backend="vllm")
+    mstep = TrainConfig(seq_len=64, batch_size=2, lr=1e-3, max_steps=4, warmup_steps=1, checkpoint_every=0)
+    texts = make_texts(12, seed=4)
+    em.em_loop(model, tokenizer, texts, cfg, mstep, tmp_path / "ra3", model_path=str(tmp_path / "base"))
+
+    assert len(engines) == 1 and engines[0].events[-1] == ("shutdown",)
+    events = engines[0].events
+    n_params = len(list(model.parameters()))
+    pushes = [i for i, event in enumerate(events) if event == ("reset",)]
+    assert len(pushes) == cfg.rounds * (1 + cfg.estep_steps)  # each round's start, then every update
+    assert sum(event[0] == "load" for event in events) == n_params * len(pushes)
+    # Every rollout went to the engine: the E-step's rows and the whole corpus in each round.
+    served = sum(event[1] for event in events if event[0] == "generate")
+    assert served >= cfg.rounds * (cfg.estep_steps * cfg.snippets_per_step * cfg.group_size + len(texts))
+    assert in_sync == [True] * cfg.rounds
+    for r in range(cfg.rounds):
+        assert len((tmp_path / "ra3" / f"round-{r}" / "infused.jsonl").read_text().splitlines()) == len(texts)

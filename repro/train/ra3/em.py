@@ -9,8 +9,18 @@ M-step: the infused corpus (each expert snippet with thoughts from the final E-s
 trained with `repro.train.ntp.train_causal_lm`, whose loss covers the comment tokens, for NTP's step
 budget split over the rounds. With a penalty so large that no thought is ever taken, the infused
 corpus is the raw corpus and RA3 is NTP.
+
+Under several processes (torchrun) every rank holds a full replica and the work is sharded: in an
+E-step step each rank rolls out, scores and back-propagates its share of the step's snippets (whole
+groups, so advantages stay local), the loss is normalised by the whole step's counts and gradients are
+summed across ranks, so every replica takes the single-process update; the infusion gives each rank
+every `world`-th batch, each rank writes its shard and rank 0 merges them in snippet order. Every
+row's random generator is drawn from the round's generator for the whole step or corpus, on every
+rank, so the thoughts do not depend on the number of processes (up to floating-point ties). ZeRO-3
+(partitioned weights) is not supported by the E-step yet: its replicas need the whole model.
 """
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -22,7 +32,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from repro.core import runs
+from repro.core import ranks, runs
 from repro.core.files import atomic_write
 from repro.core.scale import RA3Config, TrainConfig
 from repro.train.ntp import OPTIMIZER_STATE, count_tokens, train_causal_lm
@@ -31,6 +41,10 @@ from repro.train.ra3.scoring import Scored, returns_to_go, rewards, score_sample
 from repro.train.ra3.thoughts import Infused, build_infused, comment_token_ids, segment_lines
 
 log = logging.getLogger(__name__)
+
+VLLM_ROWS_PER_CALL = 4096
+"""Rows per vLLM rollout call when infusing: its lockstep rounds want thousands of requests in flight
+(`rollout_batch_size` is sized for the transformers backend's one KV cache)."""
 
 
 def _group_advantages(returns: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -57,70 +71,134 @@ def _content_advantages(returns: list[torch.Tensor], samples: list[Infused]) -> 
     return out
 
 
-def _step_metrics(batch: list[tuple[Infused, Scored, torch.Tensor]], references: list[dict[int, str]] | None) -> dict:
-    """What an E-step step shows. `think_rate` is the share of decision points that needed a full
-    rollout (a generated thought: the paper's "steps needing a full rollout"); `reprefill_rate` the
-    share whose decision came from a prefill after an earlier thought (the cache-reuse cost). With
-    reference thoughts (the tiny world's true intents at block starts): `thought_accuracy`, the share of
-    thoughts that equal the reference at their boundary, and `reference_recall`, the share of reference
-    boundaries where a thought was taken."""
-    decisions = [k for _, scored, _ in batch for k in scored.action_logp]
-    thoughts = [(sample, k) for sample, _, _ in batch for k in sample.thoughts]
+def _step_counts(batch: list[tuple[Infused, Scored, torch.Tensor]], references: list[dict[int, str]] | None) -> dict:
+    """The sums and counts an E-step step's metrics are made of, over some rows (a rank's share)."""
     lengths = [scored.thought_tokens[k] for sample, scored, _ in batch for k in sample.thoughts
                if k in scored.thought_tokens]
-    lines = sum(len(scored.line_logp) for _, scored, _ in batch)
-    reprefilled = sum(1 for sample, scored, _ in batch if sample.thoughts
-                      for k in scored.action_logp if k > min(sample.thoughts))
-    totals = [float(r.sum()) for _, _, r in batch]
-    metrics = {
-        "mean_reward": sum(totals) / len(batch),
-        "elbo": sum(totals) / len(batch),
-        "expert_logp": sum(float(scored.line_logp.sum()) for _, scored, _ in batch) / len(batch),
-        "think_rate": len(thoughts) / max(1, len(decisions)),
-        "thought_tokens": sum(lengths) / max(1, len(lengths)),
-        "lines_per_thought": lines / len(thoughts) if thoughts else None,
-        "reprefill_rate": reprefilled / max(1, len(decisions)),
+    counts = {
+        "rows": len(batch),
+        "decisions": sum(len(scored.action_logp) for _, scored, _ in batch),
+        "thoughts": sum(len(sample.thoughts) for sample, _, _ in batch),
+        "thought_tokens": sum(lengths), "measured_thoughts": len(lengths),
+        "lines": sum(len(scored.line_logp) for _, scored, _ in batch),
+        "reward": sum(float(r.sum()) for _, _, r in batch),
+        "expert_logp": sum(float(scored.line_logp.sum()) for _, scored, _ in batch),
     }
     if references is not None:
-        metrics.update(thought_match(batch, references))
+        counts.update(_thought_counts(batch, references))
+    return counts
+
+
+def _step_metrics(counts: dict) -> dict:
+    """What an E-step step shows, from the whole step's counts. `think_rate` is the share of decision
+    points that needed a full rollout (a generated thought: the paper's "steps needing a full rollout").
+    With reference thoughts (the tiny world's true intents at block starts): `thought_accuracy`, the
+    share of thoughts that equal the reference at their boundary, and `reference_recall`, the share of
+    reference boundaries where a thought was taken."""
+    thoughts = counts["thoughts"]
+    metrics = {
+        "mean_reward": counts["reward"] / counts["rows"],
+        "elbo": counts["reward"] / counts["rows"],
+        "expert_logp": counts["expert_logp"] / counts["rows"],
+        "think_rate": thoughts / max(1, counts["decisions"]),
+        "thought_tokens": counts["thought_tokens"] / max(1, counts["measured_thoughts"]),
+        "lines_per_thought": counts["lines"] / thoughts if thoughts else None,
+    }
+    if "right" in counts:
+        metrics["thought_accuracy"] = counts["right"] / thoughts if thoughts else None
+        metrics["reference_recall"] = counts["covered"] / max(1, counts["reference_blocks"])
     return metrics
+
+
+def _thought_counts(batch, references: list[dict[int, str]]) -> dict:
+    return {"right": sum(_same(sample.thoughts[k], ref.get(k))
+                         for (sample, _, _), ref in zip(batch, references, strict=True) for k in sample.thoughts),
+            "covered": sum(k in sample.thoughts for (sample, _, _), ref in zip(batch, references, strict=True)
+                           for k in ref),
+            "reference_blocks": sum(len(ref) for ref in references)}
 
 
 def thought_match(batch, references: list[dict[int, str]]) -> dict:
     """Thoughts against reference thoughts (boundary -> text) of the same rows."""
-    right = sum(_same(sample.thoughts[k], ref.get(k)) for (sample, _, _), ref in zip(batch, references, strict=True)
-                for k in sample.thoughts)
+    counts = _thought_counts(batch, references)
     total = sum(len(sample.thoughts) for sample, _, _ in batch)
-    covered = sum(k in sample.thoughts for (sample, _, _), ref in zip(batch, references, strict=True) for k in ref)
-    return {"thought_accuracy": right / total if total else None,
-            "reference_recall": covered / max(1, sum(len(ref) for ref in references))}
+    return {"thought_accuracy": counts["right"] / total if total else None,
+            "reference_recall": counts["covered"] / max(1, counts["reference_blocks"])}
+
+
+def _summed(counts: dict, device) -> dict:
+    """`counts` summed over the ranks (as they are in a single process)."""
+    if ranks.world_size() == 1:
+        return counts
+    keys = sorted(counts)
+    values = _all_reduce(torch.tensor([float(counts[k]) for k in keys], dtype=torch.float64, device=device))
+    return dict(zip(keys, values.tolist(), strict=True))
+
+
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum `tensor` over the run's processes in place (gloo on CPUs, NCCL on GPUs: accelerate's group)."""
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available())  # joins the process group if nothing has yet
+    torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+def _shard(n: int) -> list[int]:
+    """This rank's indices of n items (every world-th, from its rank)."""
+    return list(range(ranks.rank(), n, ranks.world_size()))
 
 
 def _same(thought: str, reference: str | None) -> bool:
     return reference is not None and " ".join(thought.split()) == " ".join(reference.split())
 
 
+def _rollout(model, engine, tokenizer, texts, segments, cfg: RA3Config, comment_ids, generators,
+             greedy_thoughts: bool = False, stats: dict | None = None) -> list[dict[int, str]]:
+    """Thought sets from the configured backend: the model itself, or the vLLM `engine` when given."""
+    if engine is None:
+        return rollout(model, tokenizer, texts, segments, cfg, comment_ids, generators, greedy_thoughts, stats)
+    from repro.train.ra3 import vllm_rollout
+
+    return vllm_rollout.rollout(engine, tokenizer, texts, segments, cfg, comment_ids, generators, greedy_thoughts,
+                                stats)
+
+
+def _push(engine, model) -> None:
+    if engine is not None:
+        from repro.train.ra3 import vllm_rollout
+
+        vllm_rollout.push_weights(engine, model)
+
+
 def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
           generator: torch.Generator, on_step=None, reference_thoughts: Sequence[dict[int, str]] | None = None,
-          autocast: bool = False) -> list[dict[str, float]]:
-    """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics.
-    `autocast`: the policy loss's forward in bf16 autocast (fp32 master weights stay)."""
+          autocast: bool = False, engine=None) -> list[dict[str, float]]:
+    """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics (of the
+    whole step, on every rank). `autocast`: rollouts, scoring and the policy loss's forward in bf16
+    autocast (fp32 master weights stay). Under several processes each rank takes its share of a step's
+    snippets (see the module docstring). With a vLLM `engine` (holding the model's current weights) it
+    samples the rollouts and receives the weights after every update."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.estep_lr, weight_decay=0.0)
     device = next(model.parameters()).device
     segmented = [segment_lines(text) for text in snippets]
     history = []
     for step in range(cfg.estep_steps):
         chosen = torch.randperm(len(snippets), generator=generator)[: cfg.snippets_per_step].tolist()
+        generators = row_generators(generator, len(chosen) * cfg.group_size, device)  # the whole step's, every rank
+        mine = _shard(len(chosen))
+        rows = [n * cfg.group_size + g for n in mine for g in range(cfg.group_size)]
+        texts = [snippets[chosen[r // cfg.group_size]] for r in rows]
+        segments = [segmented[chosen[r // cfg.group_size]] for r in rows]
         model.eval()
-        texts = [snippets[i] for i in chosen for _ in range(cfg.group_size)]
-        segments = [segmented[i] for i in chosen for _ in range(cfg.group_size)]
         cost: dict = {}
-        thought_sets = rollout(model, tokenizer, texts, segments, cfg, comment_ids,
-                               row_generators(generator, len(texts), device), stats=cost)
-        samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
-        with torch.no_grad():
-            scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
-                                   cfg.temperature)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            thought_sets = _rollout(model, engine, tokenizer, texts, segments, cfg, comment_ids,
+                                    [generators[r] for r in rows], stats=cost)
+            samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
+            with torch.no_grad():
+                scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
+                                       cfg.temperature)
         rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
         decision_adv, content_adv = [], []
         for g in range(0, len(samples), cfg.group_size):  # credit is relative within a snippet's group
@@ -131,9 +209,12 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
         old = [({k: v.detach() for k, v in s.decision_logp.items()},
                 {k: (s.action_logp[k] - s.decision_logp[k]).detach() for k in s.thought_tokens}) for s in scored]
         model.train()
-        # Terms are averaged over the whole batch; micro-batches only bound memory (gradients accumulate).
+        # Terms are averaged over the whole step's batch (all ranks); micro-batches only bound memory
+        # (gradients accumulate), and ranks' gradients are summed, so the update is the whole batch's.
         n_terms = sum(len(s.decision_logp) * (2 if cfg.kl_weight > 0 else 1) + len(c)
                       for s, c in zip(scored, content_adv, strict=True))
+        totals = _summed({"terms": n_terms, "rows": len(batch)}, device)
+        n_terms, n_rows = int(totals["terms"]), int(totals["rows"])
         for _ in range(cfg.ppo_epochs):
             optimizer.zero_grad(set_to_none=True)
             loss = torch.zeros((), device=device)
@@ -142,15 +223,23 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     terms, nll = _policy_terms(model, reference, tokenizer, batch[part], decision_adv[part],
                                                content_adv[part], old[part], cfg, comment_ids)
-                part_loss = terms / max(1, n_terms) + cfg.expert_lm_weight * nll / len(batch)
+                part_loss = terms / max(1, n_terms) + cfg.expert_lm_weight * nll / n_rows
                 part_loss.backward()
                 loss += part_loss.detach()
+            if ranks.world_size() > 1:
+                for parameter in (p for p in model.parameters() if p.requires_grad):
+                    if parameter.grad is None:  # a rank whose rows never reached a parameter adds zeros
+                        parameter.grad = torch.zeros_like(parameter)
+                    _all_reduce(parameter.grad)
+                _all_reduce(loss)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-        references = [reference_thoughts[i] for i in chosen for _ in range(cfg.group_size)] \
+            _push(engine, model)
+        references = [reference_thoughts[chosen[r // cfg.group_size]] for r in rows] \
             if reference_thoughts is not None else None
-        metrics = {"step": step + 1, **_step_metrics(batch, references), "loss": float(loss.detach()),
-                   "slots_per_token": cost["slots"] / max(1, cost["tokens"])}
+        counts = _summed(_step_counts(batch, references) | {"slots": cost["slots"], "tokens": cost["tokens"]}, device)
+        metrics = {"step": step + 1, **_step_metrics(counts), "loss": float(loss.detach()),
+                   "slots_per_token": counts["slots"] / max(1, counts["tokens"])}
         history.append(metrics)
         if on_step is not None:
             on_step(metrics)
@@ -191,26 +280,37 @@ def _policy_terms(model, reference, tokenizer, batch, decision_adv, content_adv,
 
 
 def infuse_corpus(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
-                  generator: torch.Generator) -> list[Infused]:
+                  generator: torch.Generator, autocast: bool = False, sharded: bool = True,
+                  engine=None) -> dict[int, Infused]:
     """Each snippet with one thought set from the current policy (none at all when c is infinite: the
     limit alpha -> 1 where no new latent is ever started, and RA3 is NTP), `cfg.rollout_batch_size`
     snippets per batched rollout. Which thought set is `cfg.infusion`: one sample (`sample`), one
     sample of where to think with the most likely thoughts (`greedy_thoughts`), or the best of
-    `group_size` samples by the E-step's reward (`best_of_group`, group_size times the rollouts)."""
+    `group_size` samples by the E-step's reward (`best_of_group`, group_size times the rollouts).
+    Returns snippet index -> infused sample for this rank's batches (every batch in one process, or
+    with `sharded=False`). A vLLM `engine` (holding the model's weights) samples, if given."""
     segmented = [segment_lines(text) for text in snippets]
     if math.isinf(cfg.penalty):
-        return [build_infused(t, s, {}) for t, s in zip(snippets, segmented, strict=True)]
+        return {i: build_infused(snippets[i], segmented[i], {})
+                for i in (_shard(len(snippets)) if sharded else range(len(snippets)))}
     draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
-    generators = row_generators(generator, len(snippets) * draws, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    generators = row_generators(generator, len(snippets) * draws, device)  # the whole corpus's, on every rank
     order = sorted(range(len(snippets)), key=lambda i: len(snippets[i]))  # similar lengths batch with little padding
-    out: list[Infused | None] = [None] * len(snippets)
-    with tqdm(total=len(snippets), desc="infusing", unit="snippet", leave=False) as progress:
-        for start in range(0, len(order), cfg.rollout_batch_size):
-            batch = order[start: start + cfg.rollout_batch_size]
+    size = cfg.rollout_batch_size if engine is None else VLLM_ROWS_PER_CALL
+    starts = list(range(0, len(order), size))
+    out: dict[int, Infused] = {}
+    mine = [starts[b] for b in _shard(len(starts))] if sharded else starts
+    with tqdm(total=sum(len(order[s: s + size]) for s in mine), desc="infusing", unit="snippet",
+              leave=False, disable=not ranks.is_main()) as progress, \
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        for start in mine:
+            batch = order[start: start + size]
             rows = [(i, d) for i in batch for d in range(draws)]
-            thought_sets = rollout(model, tokenizer, [snippets[i] for i, _ in rows], [segmented[i] for i, _ in rows],
-                                   cfg, comment_ids, [generators[i * draws + d] for i, d in rows],
-                                   greedy_thoughts=cfg.infusion == "greedy_thoughts")
+            thought_sets = _rollout(model, engine, tokenizer, [snippets[i] for i, _ in rows],
+                                    [segmented[i] for i, _ in rows], cfg, comment_ids,
+                                    [generators[i * draws + d] for i, d in rows],
+                                    greedy_thoughts=cfg.infusion == "greedy_thoughts")
             candidates = [build_infused(snippets[i], segmented[i], th) for (i, _), th in zip(rows, thought_sets,
                                                                                             strict=True)]
             if draws > 1:
@@ -228,15 +328,67 @@ def infuse_corpus(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, com
     return out
 
 
+def _infused_line(x: Infused) -> str:
+    return json.dumps({"text": x.text, "thoughts": {str(k): v for k, v in x.thoughts.items()}}) + "\n"
+
+
+def write_infused(round_dir: Path, infused: dict[int, Infused], n: int) -> list[dict]:
+    """The round's infused corpus in snippet order, `round_dir/infused.jsonl`, written once: in one
+    process directly; under several, each rank writes its shard (`infused-rank<r>.jsonl`, each line with
+    its snippet index), rank 0 merges them once all are on disk, and every rank reads the result.
+    Returns the rows ({"text", "thoughts"}) as every rank sees them."""
+    path = round_dir / "infused.jsonl"
+    if ranks.world_size() == 1:
+        atomic_write(path, "".join(_infused_line(infused[i]) for i in range(n)))
+        return [json.loads(_infused_line(infused[i])) for i in range(n)]
+    from repro.eval.barrier import barrier
+
+    shard = round_dir / f"infused-rank{ranks.rank()}.jsonl"
+    atomic_write(shard, "".join(json.dumps({"index": i}) + "\t" + _infused_line(x) for i, x in sorted(infused.items())))
+    barrier()
+    if ranks.is_main():
+        lines: dict[int, str] = {}
+        for r in range(ranks.world_size()):
+            part = round_dir / f"infused-rank{r}.jsonl"
+            for line in open(part):
+                head, row = line.split("\t", 1)
+                lines[json.loads(head)["index"]] = row
+        missing = [i for i in range(n) if i not in lines]
+        if missing:
+            raise RuntimeError(f"{round_dir}: the ranks' shards lack {len(missing)} snippets (first: {missing[:5]})")
+        atomic_write(path, "".join(lines[i] for i in range(n)))
+        for r in range(ranks.world_size()):
+            (round_dir / f"infused-rank{r}.jsonl").unlink()
+    barrier()
+    return [json.loads(line) for line in open(path)]
+
+
+@contextlib.contextmanager
+def _engine(cfg: RA3Config, model_path: str | None, tokenizer, snippets: Sequence[str]):
+    """The vLLM rollout engine the EM loop shares across rounds, or None for the transformers backend."""
+    if cfg.rollout_backend != "vllm":
+        yield None
+        return
+    if model_path is None:
+        raise ValueError("the vLLM rollout backend needs the model's folder to start its engine from")
+    from repro.train.ra3 import vllm_rollout
+
+    with vllm_rollout.rollout_engine(model_path, tokenizer, snippets, cfg) as engine:
+        yield engine
+
+
 def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: TrainConfig, run_dir,
-            on_estep=None, reference_thoughts: Sequence[dict[int, str]] | None = None) -> list[dict]:
+            on_estep=None, reference_thoughts: Sequence[dict[int, str]] | None = None,
+            model_path: str | None = None) -> list[dict]:
     """K rounds of E-step (thought policy) then M-step (NTP on the infused corpus), resumable by round.
 
     The M-step trains on as many expert tokens as NTP (`mstep.max_steps` steps of raw code): one
     learning-rate schedule of ceil(max_steps x infused/raw tokens of round 0's corpus) steps, split
     evenly over the rounds, with the optimizer's state carried from round to round. Returns one
     summary per round. `reference_thoughts` (per snippet, boundary -> text; the tiny world's true
-    intents) only feed the diagnostics.
+    intents) only feed the diagnostics. With `cfg.rollout_backend: vllm` one engine, started from
+    `model_path` (the model's folder), samples every rollout and gets the weights at each round's start
+    and after every E-step update.
     """
     from transformers import AutoModelForCausalLM
 
@@ -245,39 +397,41 @@ def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: Tr
     comment_ids = comment_token_ids(tokenizer)
     if tokenizer.pad_token is None:  # hub base models often have none; batched scoring pads on the right
         tokenizer.pad_token = tokenizer.eos_token
+    autocast = mstep.mixed_precision == "bf16" and device.type == "cuda"
     summaries, schedule = [], None
-    for r in range(cfg.rounds):
-        round_dir = run_dir / f"round-{r}"
-        if runs.is_done(round_dir):
-            model = AutoModelForCausalLM.from_pretrained(round_dir / "model", dtype=torch.float32).to(device)
-            summaries.append(runs.read_done(round_dir))
-            schedule = summaries[-1]["schedule"]
-            continue
-        round_dir.mkdir(parents=True, exist_ok=True)
-        generator = torch.Generator().manual_seed(cfg.seed * 1009 + r)  # per round, so a resumed round repeats
-        history = []
-        if not math.isinf(cfg.penalty):
-            if mstep.gradient_checkpointing:  # the M-step's memory settings hold for the E-step's backward too
-                model.gradient_checkpointing_enable()
-            reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 else None
-            history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep,
-                            reference_thoughts, autocast=mstep.mixed_precision == "bf16" and device.type == "cuda")
-        model.eval()
-        infused = infuse_corpus(model, tokenizer, snippets, cfg, comment_ids, generator)
-        atomic_write(round_dir / "estep.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        atomic_write(round_dir / "infused.jsonl", "".join(
-            json.dumps({"text": x.text, "thoughts": {str(k): v for k, v in x.thoughts.items()}}) + "\n"
-            for x in infused))
-        if schedule is None:  # fixed once, from round 0's thought density
-            ratio = count_tokens([x.text for x in infused], tokenizer) / count_tokens(snippets, tokenizer)
-            schedule = {"steps": math.ceil(mstep.max_steps * ratio), "infused_to_raw_tokens": ratio}
-        window = (r * schedule["steps"] // cfg.rounds, (r + 1) * schedule["steps"] // cfg.rounds)
-        previous = run_dir / f"round-{r - 1}" / OPTIMIZER_STATE if r else None
-        summary = train_causal_lm(model, tokenizer, [x.text for x in infused],
-                                  dataclasses.replace(mstep, max_steps=schedule["steps"]), round_dir,
-                                  desc=f"M-step {r + 1}/{cfg.rounds}", steps=window, optimizer_state=previous)
-        summary = {"round": r, "mstep": summary, "estep": history, "schedule": schedule, "window": list(window),
-                   "thoughts_per_snippet": sum(len(x.thoughts) for x in infused) / len(infused)}
-        runs.mark_done(round_dir, summary)
-        summaries.append(summary)
+    with _engine(cfg, model_path, tokenizer, snippets) as engine:
+        for r in range(cfg.rounds):
+            round_dir = run_dir / f"round-{r}"
+            if runs.is_done(round_dir):
+                model = AutoModelForCausalLM.from_pretrained(round_dir / "model", dtype=torch.float32).to(device)
+                summaries.append(runs.read_done(round_dir))
+                schedule = summaries[-1]["schedule"]
+                continue
+            round_dir.mkdir(parents=True, exist_ok=True)
+            generator = torch.Generator().manual_seed(cfg.seed * 1009 + r)  # per round, so a resumed round repeats
+            history = []
+            if not math.isinf(cfg.penalty):
+                if mstep.gradient_checkpointing:  # the M-step's memory settings hold for the E-step's backward too
+                    model.gradient_checkpointing_enable()
+                reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 else None
+                _push(engine, model)  # the weights this round starts from (the last M-step's)
+                history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep,
+                                reference_thoughts, autocast=autocast, engine=engine)
+            model.eval()
+            infused = write_infused(round_dir, infuse_corpus(model, tokenizer, snippets, cfg, comment_ids, generator,
+                                                             autocast, engine=engine), len(snippets))
+            if ranks.is_main():
+                atomic_write(round_dir / "estep.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            if schedule is None:  # fixed once, from round 0's thought density
+                ratio = count_tokens([x["text"] for x in infused], tokenizer) / count_tokens(snippets, tokenizer)
+                schedule = {"steps": math.ceil(mstep.max_steps * ratio), "infused_to_raw_tokens": ratio}
+            window = (r * schedule["steps"] // cfg.rounds, (r + 1) * schedule["steps"] // cfg.rounds)
+            previous = run_dir / f"round-{r - 1}" / OPTIMIZER_STATE if r else None
+            summary = train_causal_lm(model, tokenizer, [x["text"] for x in infused],
+                                      dataclasses.replace(mstep, max_steps=schedule["steps"]), round_dir,
+                                      desc=f"M-step {r + 1}/{cfg.rounds}", steps=window, optimizer_state=previous)
+            summary = {"round": r, "mstep": summary, "estep": history, "schedule": schedule, "window": list(window),
+                       "thoughts_per_snippet": sum(len(x["thoughts"]) for x in infused) / len(infused)}
+            runs.mark_done(round_dir, summary)
+            summaries.append(summary)
     return summaries
