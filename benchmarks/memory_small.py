@@ -49,8 +49,11 @@ def stages(scale: ScaleConfig, arch: Architecture = QWEN) -> dict[str, dict[str,
                             "one layer recomputed": layer, "fp32 logits and their gradient": logits}}
     estep_rows = ra3.snippets_per_step * ra3.group_size
     estep_length = SNIPPET_TOKENS + 4 * ra3.max_thought_tokens  # a snippet and a few thoughts
-    slots = estep_length * scale.hardware.rollout_slots_per_token
-    kv = arch.layers * 2 * arch.kv_heads * arch.head_dim * 4  # fp32 keys and values per token slot
+    # The rollout's cache holds each row's real tokens only (packed: discarded tokens and rows sitting
+    # out a forward take no column), plus, inside one layer's attention at a time, the gathered copy of
+    # that layer for the rows of the forward. Keys and values in bf16 under autocast on CUDA.
+    kv_layer = 2 * arch.kv_heads * arch.head_dim * 2
+    kv = arch.layers * kv_layer
     chunk = HEAD_CHUNK_ELEMENTS * 4 * 3  # one chunk's logits, scaled copy and softmax terms
     micro = min(ra3.policy_micro_batch, estep_rows)
     # The policy loss runs `policy_micro_batch` rows at a time under bf16 autocast, with the M-step's
@@ -59,12 +62,15 @@ def stages(scale: ScaleConfig, arch: Architecture = QWEN) -> dict[str, dict[str,
               + micro * estep_length * (6 * arch.hidden + 2 * arch.intermediate) * 2)
     whole = arch.layers * estep_rows * estep_length * (6 * arch.hidden + 2 * arch.intermediate) * 4
     out["E-step"] = {"weights, gradients, AdamW (fp32)": train_state,
-                     "rollout KV cache (all rows, every slot)": estep_rows * slots * kv,
+                     "rollout KV cache (all rows, real tokens)": estep_rows * estep_length * kv,
+                     "one layer's gathered keys and values": estep_rows * estep_length * kv_layer,
                      f"policy-loss activations ({micro} rows, bf16, checkpointed)": policy,
                      "LM head, one chunk of positions": chunk}
     infusion_rows = ra3.rollout_batch_size
     out["infusion"] = {"weights (fp32)": 4 * arch.parameters,
-                       "rollout KV cache": infusion_rows * slots * kv, "LM head at decisions": chunk}
+                       "rollout KV cache (real tokens)": infusion_rows * estep_length * kv,
+                       "one layer's gathered keys and values": infusion_rows * estep_length * kv_layer,
+                       "LM head at decisions": chunk}
     full_logits = estep_rows * estep_length * arch.vocab * 4 * 4  # 4 fp32 rows x length x vocabulary tensors
     out["(as before) the E-step without chunks or micro-batches"] = {
         "scoring: 4 fp32 tensors of rows x length x vocabulary": full_logits,

@@ -10,8 +10,11 @@ processes, and an estimate of its cost in device-hours on the scale's `hardware`
 - a forward pass that only scores (RA3's teacher-forced rewards): 2 x parameters x tokens;
 - sampling (evaluation, GRPO rollouts, a teacher's comments): 2 x parameters x (prompt + generated
   tokens), at `generate_utilization` (decoding is memory-bound: far below training's share of peak);
-- RA3's rollouts: 2 x parameters x tokens x `rollout_slots_per_token` (the token positions the rollout
-  feeds per real token, measured by benchmarks/estep_throughput.py).
+- RA3 (`ra3_flops`): the rollout reads its rows in windows, 2 x parameters x tokens x
+  `rollout_slots_per_token` (the positions it feeds per real token, measured by
+  benchmarks/estep_throughput.py) at `prefill_utilization`, and decodes its thoughts (THOUGHT_SHARE of
+  the tokens) at `generate_utilization`; scoring is a prefill; the E-step's updates and the M-step train.
+  The vLLM backend's estimate is printed beside it.
 Attention's share of the FLOPs is left out (small at these lengths next to the weights' FLOPs). The
 utilisations are assumptions at small/paper scale (stated in the scale's YAML) and measurements at tiny
 scale; a plan is an estimate, never a measurement.
@@ -41,6 +44,10 @@ class Stage:
     """Tokens processed (trained on, scored, rolled out or generated)."""
     hours: float
     """Estimated device-hours on the scale's hardware."""
+    vllm_hours: float | None = None
+    """RA3 stages: the estimate with the other rollout backend (vLLM), printed beside the plan."""
+    parts: tuple[tuple[str, float], ...] = ()
+    """RA3 stages: `hours` by part (`ra3_flops`), printed under the plan."""
 
 
 def parameters(scale: ScaleConfig) -> dict[str, float]:
@@ -130,25 +137,59 @@ def teacher(scale: ScaleConfig, model: str, seed: int) -> list[Stage]:
     return stages
 
 
+THOUGHT_SHARE = 0.15
+"""Thought tokens per expert token of the infused corpus (measured at tiny scale: infused code is ~15%
+thoughts); they are what the rollout decodes one token per forward."""
+
+
+def ra3_flops(scale: ScaleConfig, model: str, backend: str = "hf") -> dict[str, tuple[float, float]]:
+    """RA3's FLOPs per seed by the utilisation they run at: {part: (FLOPs, utilisation)}. The rollout
+    reads every snippet (E-step rows and corpus infusion) in windows, `rollout_slots_per_token` positions
+    per real token, at `prefill_utilization`, and decodes its thoughts at `generate_utilization`; the vLLM
+    backend reads each token once (prefix caching, nothing discarded) and decodes at
+    `vllm_generate_utilization`. Teacher-forced scoring is a prefill; the E-step's updates and the M-step
+    train."""
+    n, hw, cfg = parameters(scale)[model], scale.hardware, scale.ra3
+    snippets, per = corpus_snippets(scale)
+    estep = cfg.rounds * cfg.estep_steps * cfg.snippets_per_step * cfg.group_size * per  # the step's rows, all ranks
+    draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
+    infusion = cfg.rounds * snippets * per * draws
+    mstep = train_tokens(scale.ntp, hw.devices) * (1 + THOUGHT_SHARE)
+    vllm = backend == "vllm"
+    return {
+        "rollout reading": (2 * n * (estep + infusion) * (1.0 if vllm else hw.rollout_slots_per_token),
+                            hw.prefill_utilization),
+        "rollout thoughts": (2 * n * (estep + infusion) * THOUGHT_SHARE,
+                             hw.vllm_generate_utilization if vllm else hw.generate_utilization),
+        "scoring": (2 * n * (estep + (infusion if draws > 1 else 0)), hw.prefill_utilization),
+        "E-step updates": (6 * n * estep, hw.train_utilization),
+        "M-step": (6 * n * mstep, hw.train_utilization),
+    }
+
+
+def ra3_hours(scale: ScaleConfig, model: str, backend: str = "hf") -> dict[str, float]:
+    """`ra3_flops` in device-hours, per part."""
+    return {part: hours(scale, flops, utilization) for part, (flops, utilization) in
+            ra3_flops(scale, model, backend).items()}
+
+
 def ra3(scale: ScaleConfig, model: str, seed: int, penalty: float | None = None) -> Stage:
     """The EM loop: E-step rollouts, rewards and updates, corpus infusion, M-steps on NTP's expert tokens."""
     from repro import pipeline
 
-    n, hw, cfg = parameters(scale)[model], scale.hardware, scale.ra3
+    cfg = scale.ra3
     snippets, per = corpus_snippets(scale)
-    estep = cfg.rounds * cfg.estep_steps * cfg.snippets_per_step * cfg.group_size * per * hw.devices
     draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
-    infusion = cfg.rounds * snippets * per * draws
-    mstep = train_tokens(scale.ntp, hw.devices) * 1.15  # infused code is ~15% thoughts (measured at tiny scale)
-    flops = (2 * n * (estep + infusion) * hw.rollout_slots_per_token  # rollouts
-             + 2 * n * (estep + (infusion if draws > 1 else 0))  # teacher-forced rewards
-             + 6 * n * estep)  # the E-step's updates
+    tokens = (cfg.rounds * (cfg.estep_steps * cfg.snippets_per_step * cfg.group_size + snippets * draws) * per
+              + train_tokens(scale.ntp, scale.hardware.devices) * (1 + THOUGHT_SHARE))
     settings = pipeline.ra3_settings(scale, seed, penalty)
+    parts = ra3_hours(scale, model, cfg.rollout_backend)
+    vllm = (sum(ra3_hours(scale, model, "vllm").values()) if scale.hardware.vllm_generate_utilization is not None
+            else None)
     return Stage(f"RA3 {model} s{seed}" + (f" c={penalty:g}" if penalty is not None else ""),
                  "base model, expert corpus", "runs/ra3/<hash>/round-*/",
                  _cached("ra3", scale, lambda base, corpus: pipeline.ra3_identity(base, corpus, *settings)),
-                 estep + infusion + mstep,
-                 hours(scale, flops, hw.generate_utilization) + hours(scale, 6 * n * mstep, hw.train_utilization))
+                 tokens, sum(parts.values()), vllm_hours=vllm, parts=tuple(parts.items()))
 
 
 def evaluation(scale: ScaleConfig, model: str, label: str, benchmarks: tuple[str, ...], tasks: dict[str, int],
@@ -189,8 +230,18 @@ def table(stages: list[Stage], scale: ScaleConfig) -> str:
     todo = sum(s.hours for s in stages if s.cached != "yes")
     lines += ["", f"Total {sum(s.hours for s in stages):.3g} {hw.device}-hours ({todo:.3g} not cached), on "
               f"{hw.devices} x {hw.device}: about {todo / hw.devices:.3g} hours of wall time. Cost model: "
-              f"{hw.peak_tflops:g} TFLOP/s peak, training at {hw.train_utilization:.0%} of it, sampling at "
+              f"{hw.peak_tflops:g} TFLOP/s peak, training at {hw.train_utilization:.0%} of it, prefill-like "
+              f"forwards (the rollout's windows, scoring) at {hw.prefill_utilization:.0%}, sampling at "
               f"{hw.generate_utilization:.0%}, {hw.rollout_slots_per_token:g} rollout slots per real token "
               "(repro/plan.py says how each stage is priced)."]
+    ra3_stages = [s for s in stages if s.vllm_hours is not None]
+    if ra3_stages:
+        lines.append(f"RA3 stages: {sum(s.hours for s in ra3_stages):.3g} {hw.device}-hours with the transformers "
+                     f"rollout (the default); with `ra3.rollout_backend: vllm` about "
+                     f"{sum(s.vllm_hours for s in ra3_stages):.3g} (each token read once, decoding at "
+                     f"{hw.vllm_generate_utilization:.0%}; never run, its per-request overhead not priced).")
+    for s in stages:
+        if s.parts:
+            lines.append(f"- {s.name}: " + ", ".join(f"{part} {value:.3g}" for part, value in s.parts))
     return "\n".join(lines)
 

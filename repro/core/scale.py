@@ -297,6 +297,12 @@ class HardwareConfig:
     """Share of the peak that batched sampling reaches (decoding is memory-bound, so far lower)."""
     rollout_slots_per_token: float
     """Token positions the RA3 rollout feeds per real token (benchmarks/estep_throughput.py measures it)."""
+    prefill_utilization: float
+    """Share of the peak that forwards over many tokens at once reach without a backward: the RA3
+    rollout reading its snippets in windows across a batch of rows, and teacher-forced scoring."""
+    vllm_generate_utilization: float | None = None
+    """Share of the peak vLLM's decoding reaches, for the estimate of RA3 with `rollout_backend: vllm`
+    (None: not estimated)."""
     why: str = ""
 
 
