@@ -82,10 +82,21 @@ def mark_done(path: Path, summary: dict[str, Any]) -> None:
     atomic_write(Path(path) / DONE, json.dumps({**_plain(summary), "finished_at": time.time()}, indent=2) + "\n")
 
 
-def wait_done(path: Path, poll_seconds: float = 1.0) -> None:
+WAIT_DONE_SECONDS = 24 * 3600.0
+"""How long a rank waits for another's stage (`wait_done`): longer than any stage one rank does alone
+(a paper-scale evaluation takes hours), short enough that a rank whose writer died without torchrun
+noticing does not hang a job for days."""
+
+
+def wait_done(path: Path, poll_seconds: float = 1.0, timeout_seconds: float = WAIT_DONE_SECONDS) -> None:
     """Block until `path` has DONE.json: how ranks wait for work that rank 0 does alone for longer than
-    a process group's timeout allows (an evaluation); torchrun ends every rank if rank 0 dies."""
+    a process group's timeout allows (an evaluation); torchrun ends every rank if rank 0 dies. Raises
+    TimeoutError after `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
     while not is_done(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path}: no DONE.json after {timeout_seconds:.0f} s waiting for the rank that "
+                               "writes it (did it fail? its run.log says)")
         time.sleep(poll_seconds)
 
 

@@ -3,6 +3,8 @@ barrier of a single process touches nothing (the multi-process run: tests/pipeli
 
 import logging
 
+import pytest
+
 from repro.core import ranks, runs
 from repro.eval.barrier import barrier
 
@@ -30,3 +32,8 @@ def test_only_rank_0_writes_the_run_files(tmp_path, monkeypatch):
     runs.wait_done(path)
     assert {p.name for p in path.iterdir()} == {"identity.json", "run.log", "DONE.json"}
     assert "from rank 0" in (path / "run.log").read_text()
+
+
+def test_waiting_for_a_stage_that_never_finishes_times_out_with_its_path(tmp_path):
+    with pytest.raises(TimeoutError, match="no DONE.json after 0 s"):
+        runs.wait_done(tmp_path / "never", poll_seconds=0.01, timeout_seconds=0.05)
