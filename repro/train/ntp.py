@@ -1,7 +1,8 @@
 """Next-token-prediction training on texts: NTP mid-training, tiny pretraining, and the RA3 M-step.
 
-One loop for every scale: `train_causal_lm(model, tokenizer, texts, cfg, run_dir)` packs the texts
-(each followed by EOS) into fixed-length rows and trains with AdamW, linear warm-up and cosine
+One loop for every scale: `train_causal_lm(model, tokenizer, texts, cfg, run_dir)` writes the texts'
+tokens (each text followed by EOS) once into a token file that every process memory-maps
+(`repro.train.tokens`), reads fixed-length rows of it and trains with AdamW, linear warm-up and cosine
 decay, through `accelerate` (the CPU at tiny scale; bf16 and DeepSpeed ZeRO-2/3 from a JSON under
 `configs/deepspeed/` on GPUs), with optional gradient checkpointing. The loss covers every token,
 so an RA3 M-step on thought-infused code also learns to write the comments.
@@ -12,66 +13,52 @@ state via `accelerator.save_state`) and ends where an uninterrupted run ends. Pe
 to `metrics.jsonl`; the final model is saved with `save_pretrained` in `<run_dir>/model`.
 """
 
-import itertools
 import json
 import logging
 import math
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from repro.core import runs
 from repro.core.config import CONFIG_DIR
 from repro.core.scale import TrainConfig
+from repro.train import tokens
 
 log = logging.getLogger(__name__)
 
 OPTIMIZER_STATE = "optimizer.pt"
 """What a schedule window leaves for the next (`train_causal_lm(steps=...)`): optimizer and scheduler state."""
 
+TOKENS = "tokens.bin"
+"""The run's token file (`repro.train.tokens`) unless the caller names one; removed once the model is
+saved (4 GB a stage at the paper scale; only a resumed run reads it again)."""
 
-PACK_BATCH = 1024
-"""Texts tokenized per call while packing (a fast tokenizer encodes a list in one call)."""
 
+def pack(texts: Iterable[str], tokenizer, seq_len: int) -> np.ndarray:
+    """Token ids of all texts, each followed by EOS, cut into rows of `seq_len` (the tail dropped), in memory.
 
-def pack(texts: Iterable[str], tokenizer, seq_len: int) -> torch.Tensor:
-    """Token ids of all texts, each followed by EOS, cut into rows of `seq_len` (the tail dropped).
-
-    Stored as int32, 4 bytes per token (a Python list of ints, as this once built, holds about 36: 36 GB
-    for the paper scale's 1B tokens); a batch is made `long` where it goes to the model (`batch_rows`)."""
-    import numpy as np
-
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ValueError("the tokenizer has no eos token; set eos_token before training")
-    chunks: list[np.ndarray] = []
-    batch: list[str] = []
-
-    def flush() -> None:  # one int32 array per batch of texts, so Python objects never outnumber a batch's
-        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
-        chunks.append(np.fromiter(itertools.chain.from_iterable((*ids, eos) for ids in encoded), dtype=np.int32))
-        batch.clear()
-
-    for text in texts:
-        batch.append(text)
-        if len(batch) == PACK_BATCH:
-            flush()
-    if batch:
-        flush()
+    Held-out texts only (`cross_entropy`): training reads the same ids from a memory-mapped token file
+    (`repro.train.tokens`). Stored as int32, 4 bytes per token (a Python list of ints, as this once
+    built, holds about 36); a batch is made int64 where it goes to the model (`batch_rows`)."""
+    chunks = [ids.astype(np.int32) for ids in tokens.encoded_batches(texts, tokenizer)]
     ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
     rows = len(ids) // seq_len
     if rows == 0:
         raise ValueError(f"{len(ids)} tokens do not fill one row of {seq_len}")
-    return torch.from_numpy(ids[: rows * seq_len]).view(rows, seq_len)
+    return ids[: rows * seq_len].reshape(rows, seq_len)
 
 
-def batch_rows(data: torch.Tensor, rows, device) -> torch.Tensor:
-    """Rows of packed data as the model takes them: int64 ids on `device`."""
-    return data[rows].to(device=device, dtype=torch.long)
+def batch_rows(data: np.ndarray, rows, device) -> torch.Tensor:
+    """Rows of packed token ids (`pack`'s array, or a token file's memory map, of which only these rows
+    are read) as the model takes them: int64 ids on `device`."""
+    index = rows.numpy() if isinstance(rows, torch.Tensor) else rows
+    return torch.from_numpy(data[index].astype(np.int64)).to(device)
 
 
 def rows_for_step(n_rows: int, step: int, batch: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
@@ -140,23 +127,26 @@ def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, run_dir: Path,
+def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, run_dir: Path,
                     desc: str = "training", steps: tuple[int, int] | None = None,
-                    optimizer_state: Path | None = None) -> dict:
+                    optimizer_state: Path | None = None, tokens_path: Path | None = None) -> dict:
     """Train `model` on `texts` for `cfg.max_steps` steps, resuming from `run_dir`'s checkpoints.
 
     `steps` = (a, b) trains only steps a..b-1 of that schedule (an RA3 M-step round), starting from
     the optimizer and scheduler state another window left in `optimizer_state`; a window that ends
-    before the schedule does leaves its own in `<run_dir>/optimizer.pt` for the next one. Returns a
-    summary (final loss, tokens seen, seconds, tokens/s); the model is trained in place and saved
-    with the tokenizer in `<run_dir>/model`.
+    before the schedule does leaves its own in `<run_dir>/optimizer.pt` for the next one. The texts'
+    tokens go to `tokens_path` (default `<run_dir>/tokens.bin`, removed at the end), reused when a
+    matching file is there. Returns a summary (final loss, tokens seen, seconds, tokens/s, the token
+    file's identity); the model is trained in place and saved with the tokenizer in `<run_dir>/model`.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     first, last = steps or (0, cfg.max_steps)
     if not 0 <= first < last <= cfg.max_steps:
         raise ValueError(f"steps {steps} is not a window of the {cfg.max_steps}-step schedule")
-    data = pack(texts, tokenizer, cfg.seq_len)
+    token_file = Path(tokens_path) if tokens_path else run_dir / TOKENS
+    token_info = tokens.build(texts, tokenizer, token_file)
+    data = tokens.open_rows(token_file, cfg.seq_len)
     accelerator = _accelerator(cfg)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -171,7 +161,9 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
         start_step = runs.checkpoint_step(found)
         log.info("resuming %s from %s", desc, found)
     elif optimizer_state is not None:  # the model is this window's own; the optimizer continues the schedule
-        state = torch.load(optimizer_state, map_location=accelerator.device, weights_only=True)
+        # Read to the host: loading moves every state onto its parameter's device, and torch.load cannot map
+        # to the device accelerate names `cpu:0` on CPUs under several processes (gloo).
+        state = torch.load(optimizer_state, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     elif first:
@@ -224,12 +216,16 @@ def train_causal_lm(model, tokenizer, texts: Iterable[str], cfg: TrainConfig, ru
         unwrapped.save_pretrained(run_dir / "model", state_dict=accelerator.get_state_dict(model))
         tokenizer.save_pretrained(run_dir / "model")
     accelerator.wait_for_everyone()  # no rank returns (and marks its stage done) before the model is saved
+    if tokens_path is None and accelerator.is_main_process:
+        token_file.unlink()
+        tokens.sidecar_path(token_file).unlink()
     trained_steps = last - start_step
     return {"final_loss": sum(recent) / max(1, len(recent)), "steps": last - first, "window": [first, last],
             "rows": len(data), "tokens_seen": tokens_per_step * (last - first),
             "seconds_this_session": round(seconds, 1),
             "tokens_per_second": round(tokens_per_step * trained_steps / seconds, 1) if seconds > 0 else None,
-            "resumed_from_step": start_step}
+            "resumed_from_step": start_step,
+            "token_file": {k: token_info[k] for k in ("tokens", "dtype", "sha256", "texts_sha256")}}
 
 
 def count_tokens(texts: Iterable[str], tokenizer) -> int:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,18 +36,19 @@ def test_pack_appends_eos_and_cuts_rows(tokenizer):
 
 
 def test_pack_holds_4_bytes_a_token_and_the_same_ids_as_one_text_at_a_time(tokenizer, monkeypatch):
-    """The paper scale packs 1B tokens: int32 storage, not a Python list (about 36 bytes a token). Texts
+    """Held-out texts are packed in memory as int32, not a Python list (about 36 bytes a token). Texts
     are tokenized in batches (several batches here) and give the ids of one call per text."""
-    from repro.train import ntp
+    from repro.train import ntp, tokens
 
-    monkeypatch.setattr(ntp, "PACK_BATCH", 7)
+    monkeypatch.setattr(tokens, "ENCODE_BATCH", 7)
     rows = pack(TEXTS[:20], tokenizer, seq_len=32)
-    assert rows.dtype == torch.int32 and rows.element_size() == 4
+    assert rows.dtype == np.int32 and rows.itemsize == 4
     eos = tokenizer.eos_token_id
     one_by_one = [i for t in TEXTS[:20] for i in tokenizer(t, add_special_tokens=False)["input_ids"] + [eos]]
-    assert rows.flatten().tolist() == one_by_one[: rows.numel()]
+    assert rows.flatten().tolist() == one_by_one[: rows.size]
     batch = ntp.batch_rows(rows, torch.tensor([2, 0]), "cpu")
-    assert batch.dtype == torch.long and torch.equal(batch, rows[[2, 0]].long())  # what the loss's labels need
+    assert batch.dtype == torch.long  # what the loss's labels need
+    assert batch.tolist() == rows[[2, 0]].tolist()
 
 
 def test_rows_for_step_is_a_seeded_pass_over_epochs():
