@@ -394,10 +394,13 @@ def rlvr_stage(scale: ScaleConfig, init_model: str, seed: int, root: Path | None
     started = time.monotonic()
     with runs.stage_log(path):
         log.info("RLVR from %s, seed %d, %d training tasks (%s)", init_model, seed, len(tasks.tasks), tasks.name)
-        point(0, Path(init_model))
-        if (resume := runs.latest_checkpoint(path)) is not None:  # killed before its weights were kept
-            keep(runs.checkpoint_step(resume), resume)
+        if ranks.is_main() and (resume := runs.latest_checkpoint(path)) is not None:  # killed before its weights
+            keep(runs.checkpoint_step(resume), resume)                                # were kept
         summary = train(init_model, tasks, cfg, path, seed, eval_config, on_checkpoint=keep)
+        if not ranks.is_main():  # rank 0 evaluates the curve, for longer than a process group's barrier may wait
+            runs.wait_done(path)
+            return path
+        point(0, Path(init_model))  # after training too, so no rank waits in a collective meanwhile
         kept = sorted(path.glob("curve/step-*/model"), key=lambda p: int(p.parent.name.split("-")[1]))
         for weights in kept:  # after training, whose memory train() gave back
             point(int(weights.parent.name.split("-")[1]), weights)

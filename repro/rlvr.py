@@ -46,7 +46,7 @@ from pathlib import Path
 
 import torch
 
-from repro.core import runs, sandbox
+from repro.core import ranks, runs, sandbox
 from repro.core.config import CONFIG_DIR, ConfigError
 from repro.core.eval_config import BenchmarkConfig, EvalConfig
 from repro.core.files import DataError, atomic_write
@@ -241,7 +241,8 @@ def train(init_model: str, tasks: Benchmark, cfg: RLVRConfig, run_dir: Path, see
         raise DataError(f"{tasks.name}: no training prompt fits vllm_max_model_length ({cfg.vllm_max_model_length}) "
                         f"beside max_completion_length ({cfg.max_completion_length})")
     resume = runs.latest_checkpoint(run_dir)
-    _trim_metrics(run_dir / "metrics.jsonl", runs.checkpoint_step(resume) if resume else 0)
+    if ranks.is_main():  # metrics.jsonl's one writer (the callback writes on world process zero)
+        _trim_metrics(run_dir / "metrics.jsonl", runs.checkpoint_step(resume) if resume else 0)
     trainer = GRPOTrainer(
         model=init_model, reward_funcs=make_reward(tasks, eval_config, cfg.reward, cfg.reward_workers),
         args=grpo_args(cfg, run_dir, seed, stops), train_dataset=datasets.Dataset.from_list(rows),

@@ -5,12 +5,14 @@ RNG state in a checkpoint, and evaluate to the metrics a one-process evaluation 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from repro import pipeline
 from repro.core.runs import read_done
 from repro.eval import benchmarks, score
 
@@ -22,18 +24,28 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "to
                "tokenizer_config.json"}
 
 
-def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(RUNNER), str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
+def torchrun(root: Path, **environment: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **environment}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(RUNNER), str(root)], capture_output=True, text=True, env=env, timeout=900)
+
+
+def succeeded(result: subprocess.CompletedProcess) -> bool:
     errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
     assert result.returncode == 0, "\n".join(errors[-20:]) or result.stderr[-4000:]
+    return True
+
+
+def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_path):
+    assert succeeded(torchrun(tmp_path))
 
     paths = [json.loads((tmp_path / f"paths-{rank}.json").read_text()) for rank in (0, 1)]
     assert paths[0] == paths[1]
     writes = {rank: [json.loads(line) for line in open(tmp_path / f"writes-{rank}.jsonl")]
               if (tmp_path / f"writes-{rank}.jsonl").exists() else [] for rank in (0, 1)}
-    assert not writes[1], f"rank 1 wrote {[w['path'] for w in writes[1]]}"
+    # Rank 1's only files: its shard of each round's infused corpus, which rank 0 merges and removes.
+    assert all(Path(w["path"]).name == "infused-rank1.jsonl" for w in writes[1]), writes[1]
+    assert len(writes[1]) == 2
     written = [w["path"] for w in writes[0]]
     assert len(written) == len(set(written)), "a file written twice"
 
@@ -52,12 +64,61 @@ def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_pa
     sys.path.insert(0, str(RUNNER.parent))
     from ranks_runner import scale_and_generation
 
+    scale, generation = scale_and_generation(tmp_path)
     config = benchmarks.load_eval_config()
     alone = score.evaluate_model(paths[0]["ntp"], benchmarks.load_benchmark("tiny-heldout", config), config,
-                                 scale_and_generation()[1], tmp_path / "one-process")
+                                 generation, tmp_path / "one-process")
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert (metrics["pass@1"], metrics["n_samples"]) == (alone["pass@1"], alone["n_samples"])
     keep = ("task_id", "sample", "passed", "status")
     rows = [[{k: row[k] for k in keep} for row in map(json.loads, open(folder / "outcomes.jsonl"))]
             for folder in (evaluation, tmp_path / "one-process")]
     assert rows[0] == rows[1]
+
+    # RA3: each file once, by rank 0 (the shards aside), DONE after both rounds' weights.
+    stage = Path(paths[0]["ra3"])
+    for r in (0, 1):
+        round_dir = stage / f"round-{r}"
+        for name in ("estep.jsonl", "infused.jsonl", "DONE.json"):
+            assert written.count(str(round_dir / name)) == 1, (r, name)
+        assert not list(round_dir.glob("infused-rank*.jsonl"))
+    assert written.count(str(stage / "diagnostics.json")) == 1
+    assert read_done(stage)["finished_at"] >= (stage / "round-1" / "model" / "model.safetensors").stat().st_mtime
+    # The same E-step and infusion in one process: the rows are split, the generators are not, and the
+    # ranks' gradients are summed, so round 0 (before any M-step, whose global batch doubles with two
+    # ranks) matches. Tolerance: the update is a sum in another order (float32, ~1e-7 relative), which
+    # could flip a sample whose uniform draw lies that close to its threshold; none did when written.
+    one = pipeline.ra3_stage(scale, paths[0]["base"], tmp_path / "one-process-runs")
+    two_rows = [json.loads(line) for line in open(stage / "round-0" / "infused.jsonl")]
+    one_rows = [json.loads(line) for line in open(one / "round-0" / "infused.jsonl")]
+    assert len(two_rows) == len(one_rows) == 200
+    assert sum(a != b for a, b in zip(two_rows, one_rows, strict=True)) <= 2
+    assert sum(len(row["thoughts"]) for row in two_rows) > 0
+    two_steps = [json.loads(line) for line in open(stage / "round-0" / "estep.jsonl")]
+    one_steps = [json.loads(line) for line in open(one / "round-0" / "estep.jsonl")]
+    for a, b in zip(two_steps, one_steps, strict=True):
+        assert a["think_rate"] == b["think_rate"] and a["mean_reward"] == pytest.approx(b["mean_reward"], rel=1e-5)
+
+    # GRPO: TRL splits the steps' completions over the ranks; rank 0 alone evaluates the curve after training
+    # and writes it, while rank 1 waits for the stage's DONE.json.
+    rlvr = Path(paths[0]["rlvr"])
+    assert written.count(str(rlvr / "curve.json")) == 1 and written.count(str(rlvr / "DONE.json")) == 1
+    assert json.loads((rlvr / "curve.json").read_text())["steps"] == [0, 1, 2]
+    assert (rlvr / "run.log").read_text().count("RLVR done") == 1
+
+    # A rank killed mid-stage: rank 0 dies right after marking the NTP stage's checkpoint at step 10; the
+    # same command again resumes from it and ends with the uninterrupted run's weights, bit for bit.
+    again = tmp_path / "killed-run"
+    again.mkdir()
+    for stage in ("world", "pretrain"):  # the same finished stages, so only NTP runs
+        shutil.copytree(tmp_path / stage, again / stage)
+    shutil.copy(tmp_path / "world.yaml", again / "world.yaml")
+    killed = torchrun(again, RA3_TEST_KILL_AT_CHECKPOINT="10", RA3_TEST_STOP_AFTER_NTP="1")
+    assert killed.returncode != 0 and (again / "killed").exists()
+    ntp_stage = Path((again / "killed").read_text()).parent
+    assert (ntp_stage / "checkpoint-10" / "COMPLETE").exists() and not (ntp_stage / "DONE.json").exists()
+    assert succeeded(torchrun(again, RA3_TEST_STOP_AFTER_NTP="1"))
+    resumed = json.loads((again / "paths-0.json").read_text())["ntp"]
+    assert "resuming" in (ntp_stage / "run.log").read_text()
+    weights = [(Path(folder) / "model.safetensors").read_bytes() for folder in (resumed, paths[0]["ntp"])]
+    assert weights[0] == weights[1]
