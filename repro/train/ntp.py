@@ -4,13 +4,18 @@ One loop for every scale: `train_causal_lm(model, tokenizer, texts, cfg, run_dir
 tokens (each text followed by EOS) once into a token file that every process memory-maps
 (`repro.train.tokens`), reads fixed-length rows of it and trains with AdamW, linear warm-up and cosine
 decay, through `accelerate` (the CPU at tiny scale; bf16 and DeepSpeed ZeRO-2/3 from a JSON under
-`configs/deepspeed/` on GPUs), with optional gradient checkpointing. The loss covers every token,
-so an RA3 M-step on thought-infused code also learns to write the comments.
+`configs/deepspeed/` on GPUs, or on CPUs through DeepSpeed's CPU backend, as
+tests/pipeline/test_deepspeed_stages.py rehearses it), with optional gradient checkpointing. The loss
+covers every token, so an RA3 M-step on thought-infused code also learns to write the comments.
 
 Resumable and deterministic: the rows of step s are a function of (seed, s) alone, so a run
 killed mid-way restarts from its newest complete checkpoint (model, optimizer, scheduler and RNG
 state via `accelerator.save_state`) and ends where an uninterrupted run ends. Per-step metrics go
 to `metrics.jsonl`; the final model is saved with `save_pretrained` in `<run_dir>/model`.
+
+Several calls in one process (pretraining, NTP, then every M-step round) work with or without
+DeepSpeed: a DeepSpeed run owns accelerate's process-wide state while it trains and gives the model back
+as a plain module holding the trained fp32 weights, its engine freed (`repro.train.zero`).
 """
 
 import json
@@ -25,15 +30,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from repro.core import runs
-from repro.core.config import CONFIG_DIR
+from repro.core import ranks, runs
 from repro.core.scale import TrainConfig
-from repro.train import tokens
+from repro.eval.barrier import barrier
+from repro.train import tokens, zero
 
 log = logging.getLogger(__name__)
 
 OPTIMIZER_STATE = "optimizer.pt"
-"""What a schedule window leaves for the next (`train_causal_lm(steps=...)`): optimizer and scheduler state."""
+"""What a schedule window leaves for the next (`train_causal_lm(steps=...)`): optimizer and scheduler
+state. Under DeepSpeed ZeRO-3 the optimizer's state is partitioned: each rank's part lies beside this
+file in `optimizer-rank<r>.pt` (`_zero_shard`), and this file says how many there are."""
 
 TOKENS = "tokens.bin"
 """The run's token file (`repro.train.tokens`) unless the caller names one; removed once the model is
@@ -88,32 +95,14 @@ def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2))
 
 
-def _accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin
-
-    plugin = None
-    if cfg.deepspeed_config:
-        plugin = DeepSpeedPlugin(hf_ds_config=str(CONFIG_DIR.parent / cfg.deepspeed_config))
-        # No dataloader goes through `prepare`, so accelerate cannot fill these "auto" values itself.
-        ds = plugin.deepspeed_config
-        for key, value in (("train_micro_batch_size_per_gpu", cfg.batch_size),
-                           ("gradient_accumulation_steps", cfg.grad_accum_steps),
-                           ("gradient_clipping", cfg.max_grad_norm)):
-            if ds.get(key, "auto") == "auto":
-                ds[key] = value
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-                       gradient_accumulation_steps=cfg.grad_accum_steps, deepspeed_plugin=plugin)
-
-
 def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
     """save_state into checkpoint-<step>, marked COMPLETE last; older checkpoints are then removed.
 
     Every rank writes its own RNG state (`random_states_<rank>.pkl`; the weights, optimizer and
-    scheduler come from the main process), so the main process clears the folder before anyone
-    writes and marks it only after every rank has written: a resumed run restores each rank's RNG.
-    A checkpoint resumes only under the same number of processes (accelerate reads
-    `random_states_<rank>.pkl` of each rank)."""
+    scheduler come from the main process, or under DeepSpeed from each rank's ZeRO partition), so the
+    main process clears the folder before anyone writes and marks it only after every rank has written:
+    a resumed run restores each rank's RNG. A checkpoint resumes only under the same number of
+    processes (accelerate reads `random_states_<rank>.pkl` of each rank)."""
     path = run_dir / f"checkpoint-{step}"
     if accelerator.is_main_process:
         shutil.rmtree(path, ignore_errors=True)
@@ -125,6 +114,60 @@ def _save_checkpoint(accelerator, run_dir: Path, step: int) -> None:
         for old in run_dir.glob("checkpoint-*"):
             if old != path:
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def _zero_shard(state: Path, rank: int) -> Path:
+    return Path(state).with_name(f"optimizer-rank{rank}.pt")
+
+
+def _save_window(accelerator, optimizer, scheduler, run_dir: Path) -> None:
+    """What the next schedule window continues from: the optimizer's moments and step counts and the
+    scheduler's position (not the weights: the next window trains the model it is given)."""
+    path = run_dir / OPTIMIZER_STATE
+    if zero.stage(accelerator) is None:
+        if accelerator.is_main_process:
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path)
+        return
+    # ZeRO-3 keeps each rank's share of the Adam state: each rank writes its own.
+    torch.save({"optimizer": zero.optimizer_state(optimizer)}, _zero_shard(path, accelerator.process_index))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        torch.save({"scheduler": scheduler.state_dict(), "zero_shards": accelerator.num_processes}, path)
+
+
+def _load_window(accelerator, optimizer, scheduler, path: Path) -> None:
+    """Continue the optimizer and scheduler of the window that left `path`; the weights stay this model's."""
+    # Read to the host: loading moves every state onto its parameter's device, and torch.load cannot map
+    # to the device accelerate names `cpu:0` on CPUs under several processes (gloo, DeepSpeed's backend).
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    shards = state.get("zero_shards")
+    if (shards is None) != (zero.stage(accelerator) is None):
+        raise ValueError(f"{path} was written {'without' if shards is None else 'under'} DeepSpeed; this window "
+                         f"runs {'under' if shards is None else 'without'} it: the optimizer states do not carry over")
+    if shards is None:
+        optimizer.load_state_dict(state["optimizer"])
+    elif shards != accelerator.num_processes:
+        raise ValueError(f"{path} holds ZeRO partitions of {shards} processes; this run has "
+                         f"{accelerator.num_processes}: run the next window with the same number of processes")
+    else:
+        shard = torch.load(_zero_shard(path, accelerator.process_index), map_location="cpu", weights_only=True)
+        zero.load_optimizer_state(optimizer, shard["optimizer"], accelerator.num_processes)
+    scheduler.load_state_dict(state["scheduler"])
+
+
+def _resume(accelerator, optimizer, scheduler, run_dir: Path, first: int, optimizer_state: Path | None,
+            desc: str) -> int:
+    """Load what this run continues from and return its first step: its own newest checkpoint, else the
+    previous window's optimizer state (`optimizer_state`), else nothing (step `first` = 0)."""
+    if (found := runs.latest_checkpoint(run_dir)) is not None:
+        accelerator.load_state(str(found))
+        log.info("resuming %s from %s", desc, found)
+        return runs.checkpoint_step(found)
+    if optimizer_state is not None:  # the model is this window's own; the optimizer continues the schedule
+        _load_window(accelerator, optimizer, scheduler, Path(optimizer_state))
+    elif first:
+        raise ValueError(f"{desc}: a window from step {first} needs the optimizer state the previous one left")
+    return first
 
 
 def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, run_dir: Path,
@@ -147,27 +190,49 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, ru
     token_file = Path(tokens_path) if tokens_path else run_dir / TOKENS
     token_info = tokens.build(texts, tokenizer, token_file)
     data = tokens.open_rows(token_file, cfg.seq_len)
-    accelerator = _accelerator(cfg)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    optimizer = _optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # Not prepared: accelerate would step a scheduler once per process; ours counts optimizer steps.
-    accelerator.register_for_checkpointing(scheduler)
-    start_step = first
-    if (found := runs.latest_checkpoint(run_dir)) is not None:
-        accelerator.load_state(str(found))
-        start_step = runs.checkpoint_step(found)
-        log.info("resuming %s from %s", desc, found)
-    elif optimizer_state is not None:  # the model is this window's own; the optimizer continues the schedule
-        # Read to the host: loading moves every state onto its parameter's device, and torch.load cannot map
-        # to the device accelerate names `cpu:0` on CPUs under several processes (gloo).
-        state = torch.load(optimizer_state, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-    elif first:
-        raise ValueError(f"{desc}: a window from step {first} needs the optimizer state the previous one left")
+    with zero.accelerator(cfg) as accelerator:
+        stage = zero.stage(accelerator)
+        if stage not in (None, 3) and last - first < cfg.max_steps:
+            raise ValueError(f"{desc}: schedule windows under DeepSpeed hand their optimizer state on under "
+                             f"ZeRO-3 only (configs/deepspeed/zero3.json); {cfg.deepspeed_config} is stage {stage}")
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        optimizer = _optimizer(model, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+        before = zero.module_state(model) if stage is not None else None
+        prepared, optimizer = accelerator.prepare(model, optimizer)
+        # Not prepared: accelerate would step a scheduler once per process; ours counts optimizer steps.
+        accelerator.register_for_checkpointing(scheduler)
+        start_step = _resume(accelerator, optimizer, scheduler, run_dir, first, optimizer_state, desc)
+        recent, seconds, tokens_per_step = _run_steps(accelerator, prepared, optimizer, scheduler, data, cfg,
+                                                      (first, start_step, last), run_dir, desc)
+        if last < cfg.max_steps:
+            _save_window(accelerator, optimizer, scheduler, run_dir)
+        weights = zero.gather_fp32(model) if stage is not None else None
+        device = accelerator.device
+    if weights is not None:
+        zero.give_back(model, weights, before, device)
+    if ranks.is_main():  # the caller's module holds the trained weights (in place, or given back by `zero`)
+        model.save_pretrained(run_dir / "model")
+        tokenizer.save_pretrained(run_dir / "model")
+    barrier()  # no rank returns (and marks its stage done) before the model is saved
+    if tokens_path is None and ranks.is_main():
+        token_file.unlink()
+        tokens.sidecar_path(token_file).unlink()
+    trained_steps = last - start_step
+    return {"final_loss": sum(recent) / max(1, len(recent)), "steps": last - first, "window": [first, last],
+            "rows": len(data), "tokens_seen": tokens_per_step * (last - first),
+            "seconds_this_session": round(seconds, 1),
+            "tokens_per_second": round(tokens_per_step * trained_steps / seconds, 1) if seconds > 0 else None,
+            "resumed_from_step": start_step,
+            "token_file": {k: token_info[k] for k in ("tokens", "dtype", "sha256", "texts_sha256")}}
+
+
+def _run_steps(accelerator, model, optimizer, scheduler, data: np.ndarray, cfg: TrainConfig,
+               window: tuple[int, int, int], run_dir: Path, desc: str) -> tuple[list[float], float, int]:
+    """Steps start..last-1 of the window (first, start, last), with metrics and checkpoints; returns the
+    recent losses, the seconds taken and the tokens of one step (all processes)."""
+    first, start_step, last = window
     metrics_file = run_dir / "metrics.jsonl"
     if start_step == first and accelerator.is_main_process:
         metrics_file.unlink(missing_ok=True)
@@ -208,24 +273,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, ru
             _save_checkpoint(accelerator, run_dir, done)
     seconds = time.monotonic() - started
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    if accelerator.is_main_process:
-        if last < cfg.max_steps:
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                       run_dir / OPTIMIZER_STATE)
-        unwrapped.save_pretrained(run_dir / "model", state_dict=accelerator.get_state_dict(model))
-        tokenizer.save_pretrained(run_dir / "model")
-    accelerator.wait_for_everyone()  # no rank returns (and marks its stage done) before the model is saved
-    if tokens_path is None and accelerator.is_main_process:
-        token_file.unlink()
-        tokens.sidecar_path(token_file).unlink()
-    trained_steps = last - start_step
-    return {"final_loss": sum(recent) / max(1, len(recent)), "steps": last - first, "window": [first, last],
-            "rows": len(data), "tokens_seen": tokens_per_step * (last - first),
-            "seconds_this_session": round(seconds, 1),
-            "tokens_per_second": round(tokens_per_step * trained_steps / seconds, 1) if seconds > 0 else None,
-            "resumed_from_step": start_step,
-            "token_file": {k: token_info[k] for k in ("tokens", "dtype", "sha256", "texts_sha256")}}
+    return recent, seconds, tokens_per_step
 
 
 def count_tokens(texts: Iterable[str], tokenizer) -> int:

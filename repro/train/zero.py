@@ -1,0 +1,199 @@
+"""DeepSpeed runs of `repro.train.ntp.train_causal_lm`, one after another in one process.
+
+The paper scale trains under ZeRO-3 (configs/deepspeed/zero3.json, TrainConfig.deepspeed_config) several
+times in one process: NTP, then every RA3 M-step round, with the E-step training the same model between
+rounds. accelerate and DeepSpeed expect one engine per process; this module makes each run self-contained:
+
+- `accelerator(cfg)` gives the run its `Accelerator` and, under DeepSpeed, owns accelerate's process-wide
+  state for the run's duration, leaving nothing of DeepSpeed behind afterwards;
+- `gather_fp32` and `give_back` return the model to the caller as a plain module holding the trained fp32
+  master weights, and drop the references DeepSpeed keeps to a destroyed engine, so its memory is freed;
+- `optimizer_state` and `load_optimizer_state` hand a schedule window's ZeRO-3 optimizer state (each
+  rank's partition of the Adam moments) to the next window, without the previous window's weights.
+
+On CPUs the engine runs on DeepSpeed's CPU backend over gloo, which is how
+tests/pipeline/test_deepspeed_stages.py rehearses all of it with two processes. Written against accelerate
+1.15 and DeepSpeed 0.19: each workaround says what it works around.
+"""
+
+import contextlib
+import gc
+import os
+from collections.abc import Iterator
+
+import torch
+
+from repro.core.config import CONFIG_DIR
+from repro.core.scale import TrainConfig
+
+
+def _deepspeed_plugin(cfg: TrainConfig):
+    from accelerate.utils import DeepSpeedPlugin
+
+    plugin = DeepSpeedPlugin(hf_ds_config=str(CONFIG_DIR.parent / cfg.deepspeed_config))
+    # No dataloader goes through `prepare`, so accelerate cannot fill these "auto" values itself.
+    ds = plugin.deepspeed_config
+    for key, value in (("train_micro_batch_size_per_gpu", cfg.batch_size),
+                       ("gradient_accumulation_steps", cfg.grad_accum_steps),
+                       ("gradient_clipping", cfg.max_grad_norm)):
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+    return plugin
+
+
+@contextlib.contextmanager
+def accelerator(cfg: TrainConfig) -> Iterator:
+    """The `Accelerator` of one training run.
+
+    Without DeepSpeed, accelerate's process-wide state carries over from run to run as it always has.
+    With DeepSpeed the run owns it: accelerate holds one DeepSpeed plugin per process and refuses a
+    second `Accelerator` given one (NotImplementedError), and an `Accelerator` made after a plain one
+    would silently drop its plugin. So the state is reset before the run and again after it, once the
+    engine is freed, leaving no DeepSpeed setting behind for later code (transformers' ZeRO-3 flag would
+    partition every model `from_pretrained` loads; ACCELERATE_USE_DEEPSPEED would give TRL's trainer a
+    default DeepSpeed plugin): transformers' Trainer resets the state the same way between
+    hyperparameter trials. The process group (accelerate's `PartialState`) stays for the whole process.
+    """
+    from accelerate import Accelerator, PartialState
+
+    cpu = not torch.cuda.is_available()
+    if not cfg.deepspeed_config:
+        yield Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision,
+                          gradient_accumulation_steps=cfg.grad_accum_steps)
+        return
+    from accelerate.state import AcceleratorState
+
+    # The process group first, as `repro.eval.barrier` makes it (gloo on CPUs): accelerate's own
+    # DeepSpeed start knows no CPU backend and would leave every rank a world of one.
+    distributed_type = PartialState(cpu=cpu).distributed_type
+    AcceleratorState._reset_state()
+    use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED")
+    # cpu=False even on CPUs: accelerate drops the plugin when told cpu=True; DeepSpeed's CPU
+    # accelerator then runs the engine on the CPU.
+    run = Accelerator(cpu=False, mixed_precision=cfg.mixed_precision,
+                      gradient_accumulation_steps=cfg.grad_accum_steps, deepspeed_plugin=_deepspeed_plugin(cfg))
+    try:
+        yield run
+    finally:
+        _release(run, distributed_type, use_deepspeed)
+
+
+def _release(run, distributed_type, use_deepspeed: str | None) -> None:
+    """Free the run's engine and put accelerate's state and the environment back as `accelerator` found them."""
+    from accelerate import PartialState
+    from accelerate.state import AcceleratorState
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    if run.deepspeed_engine_wrapped is not None:
+        engine = run.deepspeed_engine_wrapped.engine
+        # The engine's destroy (DeepSpeed 0.19) leaves these two hooks on the model: they would run the
+        # dead engine's forward prologue on every later forward of the model and keep it all alive.
+        for hook in (engine.module_forward_pre_hook, engine.module_forward_post_hook):
+            if hook is not None:
+                hook.remove()
+    run.free_memory()
+    AcceleratorState._reset_state()
+    # AcceleratorState wrote DEEPSPEED into the process group's state, where the next plain Accelerator
+    # would read it and look for a plugin that is gone.
+    PartialState._shared_state["distributed_type"] = distributed_type
+    unset_hf_deepspeed_config()
+    if use_deepspeed is None:
+        os.environ.pop("ACCELERATE_USE_DEEPSPEED", None)
+    else:
+        os.environ["ACCELERATE_USE_DEEPSPEED"] = use_deepspeed
+
+
+def stage(run) -> int | None:
+    """The ZeRO stage of a DeepSpeed run, None without DeepSpeed."""
+    plugin = run.state.deepspeed_plugin
+    return None if plugin is None else plugin.zero_stage
+
+
+def optimizer_state(optimizer) -> dict:
+    """This rank's part of a ZeRO-3 optimizer's state: the wrapped torch optimizer's state dict (Adam's
+    moments and step counts over this rank's partition), as DeepSpeed's checkpoints hold it, without the
+    fp32 weights beside it. `optimizer` is the one `accelerator.prepare` returned."""
+    from deepspeed.checkpoint.constants import OPTIMIZER_STATE_DICT
+
+    return optimizer.optimizer.state_dict()[OPTIMIZER_STATE_DICT]
+
+
+def load_optimizer_state(optimizer, state: dict, world: int) -> None:
+    """Load this rank's `optimizer_state` into the ZeRO-3 optimizer, keeping its weights.
+
+    DeepSpeed restores a checkpoint's fp32 weights with its optimizer state (`accelerator.load_state`,
+    `engine.load_checkpoint`), which here would undo what happened to the model between the windows (the
+    RA3 E-step trains it). So its loader gets the optimizer's own current fp32 partitions as "the saved
+    weights" (copied onto themselves), inside the prologue and epilogue the engine puts around a load."""
+    from deepspeed.checkpoint.constants import FP32_FLAT_GROUPS, LOSS_SCALER, OPTIMIZER_STATE_DICT
+
+    zero = optimizer.optimizer
+    saved = {LOSS_SCALER: zero.loss_scaler, "dynamic_loss_scale": zero.dynamic_loss_scale,
+             "overflow": zero.overflow, OPTIMIZER_STATE_DICT: state,
+             FP32_FLAT_GROUPS: zero.fp32_partitioned_groups_flat}
+    zero.checkpoint_event_prologue()
+    zero.load_state_dict([saved] * world, load_optimizer_states=True)  # each rank reads its own index
+    zero.checkpoint_event_epilogue()
+
+
+def gather_fp32(model) -> dict[int, torch.Tensor]:
+    """Every parameter's whole fp32 master weights on every rank (by the parameter's id), from
+    DeepSpeed's partitions: a collective, so every rank calls it, in the same parameter order."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    weights = {}
+    for name, param in model.named_parameters():
+        full = safe_get_full_fp32_param(param)
+        if full is None:
+            raise RuntimeError(f"DeepSpeed holds no fp32 weights for {name}: train_causal_lm trains every parameter")
+        weights[id(param)] = full.detach()
+    return weights
+
+
+def module_state(model) -> dict:
+    """What DeepSpeed changes on the model that `give_back` restores: its buffers (bf16 casts the whole
+    module, rotary frequencies included) and the names of each module's own attributes (ZeRO-3 adds
+    its own, some holding the partitioned parameters). Taken before `accelerator.prepare`."""
+    return {"buffers": {name: b.detach().clone() for name, b in model.named_buffers()},
+            "attributes": {id(m): set(vars(m)) for m in model.modules()}}
+
+
+def give_back(model, weights: dict[int, torch.Tensor], before: dict, device) -> None:
+    """Make `model` a plain module again once the engine is freed: fresh parameters holding `weights`
+    (tied ones still shared) on `device`, its buffers and attributes as they were (`module_state`), and no
+    reference left from DeepSpeed to it. The caller keeps training or sampling from the model (the RA3
+    E-step after an M-step) as after a run without DeepSpeed."""
+    fresh: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        plain = {}
+        for name, param in module._parameters.items():
+            if param is not None and id(param) not in fresh:
+                fresh[id(param)] = torch.nn.Parameter(weights[id(param)].to(device), requires_grad=param.requires_grad)
+            plain[name] = None if param is None else fresh[id(param)]
+        module._parameters = plain  # also drops DeepSpeed's gathering dict type
+        for name in set(vars(module)) - before["attributes"][id(module)]:
+            delattr(module, name)
+    for name, buffer in before["buffers"].items():
+        owner, _, leaf = name.rpartition(".")
+        model.get_submodule(owner)._buffers[leaf] = buffer.to(device)
+    _drop_references(model)
+    gc.collect()  # the old parameters held DeepSpeed's optimizer and partitions alive until now
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _drop_references(model) -> None:
+    """Two references that DeepSpeed (0.19) keeps after its engine is destroyed, each holding the engine,
+    its optimizer and their partitions alive for the rest of the process: ZeRO-3's module stack, on which
+    it pushes the model at setup and never pops it, and an unbounded `functools.lru_cache` on a method of
+    its parameter coordinator (keyed by the coordinator itself), under DeepSpeed's NVTX wrapper.
+    tests/pipeline/test_deepspeed_stages.py counts the engines alive after each run."""
+    from deepspeed.runtime.zero import parameter_offload, partitioned_param_coordinator
+
+    stack = parameter_offload.FWD_MODULE_STACK
+    stack[:] = [m for m in stack if m is not model]
+    coordinator = partitioned_param_coordinator.PartitionedParameterCoordinator
+    release = vars(coordinator).get("_PartitionedParameterCoordinator__params_to_release")
+    for cell in getattr(release, "__closure__", None) or ():
+        if hasattr(cell.cell_contents, "cache_clear"):
+            cell.cell_contents.cache_clear()
