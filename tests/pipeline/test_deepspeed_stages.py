@@ -8,7 +8,8 @@ shaped or did not train, when the optimizer's partitioned state is not handed fr
 ZeRO-3 weights then leave the DDP ones by ~1e-2 instead of ~1e-6), when a window restores the previous window's
 weights instead of training the model it is given, when a file is written by two ranks, or when a run leaves
 DeepSpeed behind: an engine alive, accelerate's state, transformers' ZeRO-3 flag, ACCELERATE_USE_DEEPSPEED.
-About 30 s on 2 cores.
+About 40 s on 2 cores, plus about a minute the first time: DeepSpeed compiles its CPU communication op
+(a C++ compiler is needed; the build is cached under ~/.cache/torch_extensions).
 """
 
 import json
