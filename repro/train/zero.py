@@ -8,6 +8,11 @@ rounds. accelerate and DeepSpeed expect one engine per process; this module make
   state for the run's duration, leaving nothing of DeepSpeed behind afterwards;
 - `gather_fp32` and `give_back` return the model to the caller as a plain module holding the trained fp32
   master weights, and drop the references DeepSpeed keeps to a destroyed engine, so its memory is freed;
+- `plain_copy` and `copy_fp32_into` keep a plain copy of the current weights beside a partitioned model, for
+  the RA3 E-step's many small no-grad forwards (rollouts, scoring), which would all-gather every layer's
+  weights on every forward of a partitioned model;
+- `whole_model_leaf`, `leaf_hooks_off`, `hold_until_step` and `reduce_gradients` let the E-step's policy loss,
+  which calls the output head a different number of times on each rank, train through the engine;
 - `optimizer_state` and `load_optimizer_state` hand a schedule window's ZeRO-3 optimizer state (each
   rank's partition of the Adam moments) to the next window, without the previous window's weights.
 
@@ -17,6 +22,7 @@ tests/pipeline/test_deepspeed_stages.py rehearses all of it with two processes. 
 """
 
 import contextlib
+import copy
 import gc
 import os
 from collections.abc import Iterator
@@ -27,7 +33,7 @@ from repro.core.config import CONFIG_DIR
 from repro.core.scale import TrainConfig
 
 
-def _deepspeed_plugin(cfg: TrainConfig):
+def _deepspeed_plugin(cfg: TrainConfig, overrides: dict | None):
     from accelerate.utils import DeepSpeedPlugin
 
     plugin = DeepSpeedPlugin(hf_ds_config=str(CONFIG_DIR.parent / cfg.deepspeed_config))
@@ -38,12 +44,15 @@ def _deepspeed_plugin(cfg: TrainConfig):
                        ("gradient_clipping", cfg.max_grad_norm)):
         if ds.get(key, "auto") == "auto":
             ds[key] = value
+    for key, value in (overrides or {}).items():  # a section (a dict) is updated, not replaced
+        ds[key] = ds.get(key, {}) | value if isinstance(value, dict) else value
     return plugin
 
 
 @contextlib.contextmanager
-def accelerator(cfg: TrainConfig) -> Iterator:
-    """The `Accelerator` of one training run.
+def accelerator(cfg: TrainConfig, overrides: dict | None = None) -> Iterator:
+    """The `Accelerator` of one training run; `overrides` replace values of the DeepSpeed JSON (a dict updates
+    its section), where the RA3 E-step's engine differs from the M-step's (clipping, accumulation, micro-batch).
 
     Without DeepSpeed, accelerate's process-wide state carries over from run to run as it always has.
     With DeepSpeed the run owns it: accelerate holds one DeepSpeed plugin per process and refuses a
@@ -71,7 +80,8 @@ def accelerator(cfg: TrainConfig) -> Iterator:
     # cpu=False even on CPUs: accelerate drops the plugin when told cpu=True; DeepSpeed's CPU
     # accelerator then runs the engine on the CPU.
     run = Accelerator(cpu=False, mixed_precision=cfg.mixed_precision,
-                      gradient_accumulation_steps=cfg.grad_accum_steps, deepspeed_plugin=_deepspeed_plugin(cfg))
+                      gradient_accumulation_steps=cfg.grad_accum_steps,
+                      deepspeed_plugin=_deepspeed_plugin(cfg, overrides))
     try:
         yield run
     finally:
@@ -148,6 +158,73 @@ def gather_fp32(model) -> dict[int, torch.Tensor]:
             raise RuntimeError(f"DeepSpeed holds no fp32 weights for {name}: train_causal_lm trains every parameter")
         weights[id(param)] = full.detach()
     return weights
+
+
+def plain_copy(model, dtype: torch.dtype) -> torch.nn.Module:
+    """A plain copy of `model` (not yet partitioned) whose parameters are `dtype` and need no gradient; its
+    buffers stay as they are (bf16 rotary frequencies would shift positions). Each parameter is cast on
+    its own, so the model is never held twice in fp32 (32 GB for an 8B model)."""
+    memo = {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), requires_grad=False)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def copy_fp32_into(model, target) -> None:
+    """Copy the whole fp32 master weights of DeepSpeed's partitioned `model` into the same-shaped plain
+    `target` (cast to its dtype), one parameter at a time, so no whole fp32 copy is ever held: a collective
+    (one all-gather per parameter), so every rank calls it."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    with torch.no_grad():
+        for (name, param), (_, out) in zip(model.named_parameters(), target.named_parameters(), strict=True):
+            full = safe_get_full_fp32_param(param)
+            if full is None:
+                raise RuntimeError(f"DeepSpeed holds no fp32 weights for {name}: every parameter must train")
+            out.copy_(full)
+
+
+def whole_model_leaf(model) -> None:
+    """Have ZeRO-3 hook `model` as one leaf module, none of its submodules: ZeRO-3 records each rank's sequence
+    of module calls and requires it to be the same on every rank, which a submodule called a different number
+    of times on each rank (the RA3 E-step's output head, once per chunk of positions) breaks. Set before
+    `accelerator.prepare`; `give_back` removes the flag (an attribute the engine did not find). The leaf's
+    gradients are then reduced by `reduce_gradients`, see `leaf_hooks_off`."""
+    from deepspeed.utils import set_z3_leaf_module
+
+    set_z3_leaf_module(model, True)
+
+
+def leaf_hooks_off(engine) -> None:
+    """Remove the hook that reduces a leaf module's gradients at the end of its backward: when the leaf's
+    inputs need no gradient (token ids), PyTorch runs that hook at the start of the backward instead, before
+    any gradient exists. `reduce_gradients` does its work after the backward."""
+    zero = engine.optimizer
+    for hook in zero._leaf_module_hooks:
+        hook.remove()
+    zero._leaf_module_hooks = []
+
+
+def reduce_gradients(engine, model) -> None:
+    """After a backward through the leaf `model` (`whole_model_leaf`), what the leaf's hook does: each
+    parameter's gradient reduced into this rank's partition (zeros where none arrived) and removed, then
+    ZeRO-3's end-of-backward bookkeeping (a collective: every rank calls it, in the same parameter order)."""
+    zero = engine.optimizer
+    for param in model.parameters():
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        zero.reduce_ready_partitions_and_remove_grads(param)
+    zero.independent_gradient_partition_epilogue()
+
+
+def hold_until_step(model) -> None:
+    """Keep the partitioned leaf `model`'s weights (`whole_model_leaf`) whole on every rank from the forward
+    that gathers them until the optimizer's step partitions everything again: ZeRO-3 releases a leaf's
+    weights after its forward and gathers them again for its backward from a hook that PyTorch runs only
+    when the leaf's inputs need a gradient. DeepSpeed's flag for parameters it does not own
+    (`is_external_param`) is what its hooks skip when releasing. Set after `accelerator.prepare` (which
+    resets it)."""
+    for param in model.parameters():
+        param.is_external_param = True
 
 
 def module_state(model) -> dict:

@@ -16,13 +16,18 @@ groups, so advantages stay local), the loss is normalised by the whole step's co
 summed across ranks, so every replica takes the single-process update; the infusion gives each rank
 every `world`-th batch, each rank writes its shard and rank 0 merges them in snippet order. Every
 row's random generator is drawn from the round's generator for the whole step or corpus, on every
-rank, so the thoughts do not depend on the number of processes (up to floating-point ties). ZeRO-3
-(partitioned weights) is not supported by the E-step yet: its replicas need the whole model.
+rank, so the thoughts do not depend on the number of processes (up to floating-point ties).
+
+When the M-step trains under DeepSpeed (the paper scale's ZeRO-3), so does the E-step's update, on an engine
+of its own made and freed within each E-step (`_zero_estep`): no rank then holds a full fp32 replica with
+its Adam moments, only a plain copy of the weights for the rollouts and scoring.
+tests/pipeline/test_deepspeed_em.py rehearses it on 2 CPU processes against the replica path.
 """
 
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -173,48 +178,28 @@ def _push(engine, model) -> None:
 
 def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids: torch.Tensor,
           generator: torch.Generator, on_step=None, reference_thoughts: Sequence[dict[int, str]] | None = None,
-          autocast: bool = False, engine=None) -> list[dict[str, float]]:
+          autocast: bool = False, engine=None, deepspeed: TrainConfig | None = None) -> list[dict[str, float]]:
     """`cfg.estep_steps` policy-gradient steps on the thought policy; returns per-step metrics (of the
     whole step, on every rank). `autocast`: rollouts, scoring and the policy loss's forward in bf16
     autocast (fp32 master weights stay). Under several processes each rank takes its share of a step's
     snippets (see the module docstring). With a vLLM `engine` (holding the model's current weights) it
-    samples the rollouts and receives the weights after every update."""
+    samples the rollouts and receives the weights after every update. With `deepspeed` (the M-step's
+    TrainConfig, naming a DeepSpeed JSON) the update runs on a ZeRO engine of its own (`_zero_estep`)."""
+    if deepspeed is not None and deepspeed.deepspeed_config:
+        return _zero_estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_step,
+                           reference_thoughts, autocast, engine, deepspeed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.estep_lr, weight_decay=0.0)
     device = next(model.parameters()).device
     segmented = [segment_lines(text) for text in snippets]
     history = []
     for step in range(cfg.estep_steps):
-        chosen = torch.randperm(len(snippets), generator=generator)[: cfg.snippets_per_step].tolist()
-        generators = row_generators(generator, len(chosen) * cfg.group_size, device)  # the whole step's, every rank
-        mine = _shard(len(chosen))
-        rows = [n * cfg.group_size + g for n in mine for g in range(cfg.group_size)]
-        texts = [snippets[chosen[r // cfg.group_size]] for r in rows]
-        segments = [segmented[chosen[r // cfg.group_size]] for r in rows]
         model.eval()
-        cost: dict = {}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            thought_sets = _rollout(model, engine, tokenizer, texts, segments, cfg, comment_ids,
-                                    [generators[r] for r in rows], stats=cost)
-            samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
-            with torch.no_grad():
-                scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
-                                       cfg.temperature)
-        rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
-        decision_adv, content_adv = [], []
-        for g in range(0, len(samples), cfg.group_size):  # credit is relative within a snippet's group
-            returns = [returns_to_go(r) for r in rewards_[g: g + cfg.group_size]]
-            decision_adv += _group_advantages(returns)
-            content_adv += _content_advantages(returns, samples[g: g + cfg.group_size])
-        batch = list(zip(samples, scored, rewards_, strict=True))
-        old = [({k: v.detach() for k, v in s.decision_logp.items()},
-                {k: (s.action_logp[k] - s.decision_logp[k]).detach() for k in s.thought_tokens}) for s in scored]
+        chosen, rows, batch, decision_adv, content_adv, old, cost = _step_batch(
+            model, engine, tokenizer, snippets, segmented, cfg, comment_ids, generator, autocast, device)
         model.train()
         # Terms are averaged over the whole step's batch (all ranks); micro-batches only bound memory
         # (gradients accumulate), and ranks' gradients are summed, so the update is the whole batch's.
-        n_terms = sum(len(s.decision_logp) * (2 if cfg.kl_weight > 0 else 1) + len(c)
-                      for s, c in zip(scored, content_adv, strict=True))
-        totals = _summed({"terms": n_terms, "rows": len(batch)}, device)
-        n_terms, n_rows = int(totals["terms"]), int(totals["rows"])
+        n_terms, n_rows = _step_sizes(batch, content_adv, cfg, device)
         for _ in range(cfg.ppo_epochs):
             optimizer.zero_grad(set_to_none=True)
             loss = torch.zeros((), device=device)
@@ -235,15 +220,151 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             _push(engine, model)
-        references = [reference_thoughts[chosen[r // cfg.group_size]] for r in rows] \
-            if reference_thoughts is not None else None
-        counts = _summed(_step_counts(batch, references) | {"slots": cost["slots"], "tokens": cost["tokens"]}, device)
-        metrics = {"step": step + 1, **_step_metrics(counts), "loss": float(loss.detach()),
-                   "slots_per_token": counts["slots"] / max(1, counts["tokens"])}
-        history.append(metrics)
-        if on_step is not None:
-            on_step(metrics)
+        history.append(_record(step, batch, chosen, rows, cost, loss, cfg, reference_thoughts, device, on_step))
     return history
+
+
+def _step_batch(model, engine, tokenizer, snippets, segmented, cfg: RA3Config, comment_ids, generator,
+                autocast: bool, device):
+    """One E-step step's rollouts and their scores from `model` (this rank's share of the step's snippets):
+    the chosen snippets, this rank's rows, (sample, scored, rewards) per row, the decision and content
+    advantages, the old log-probabilities of the surrogate, and the rollouts' cost."""
+    chosen = torch.randperm(len(snippets), generator=generator)[: cfg.snippets_per_step].tolist()
+    generators = row_generators(generator, len(chosen) * cfg.group_size, device)  # the whole step's, every rank
+    mine = _shard(len(chosen))
+    rows = [n * cfg.group_size + g for n in mine for g in range(cfg.group_size)]
+    texts = [snippets[chosen[r // cfg.group_size]] for r in rows]
+    segments = [segmented[chosen[r // cfg.group_size]] for r in rows]
+    cost: dict = {}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        thought_sets = _rollout(model, engine, tokenizer, texts, segments, cfg, comment_ids,
+                                [generators[r] for r in rows], stats=cost)
+        samples = [build_infused(t, s, th) for t, s, th in zip(texts, segments, thought_sets, strict=True)]
+        with torch.no_grad():
+            scored = score_samples(model, tokenizer, samples, [len(s) for s in segments], comment_ids,
+                                   cfg.temperature)
+    rewards_ = [rewards(s, x, cfg.penalty) for s, x in zip(scored, samples, strict=True)]
+    decision_adv, content_adv = [], []
+    for g in range(0, len(samples), cfg.group_size):  # credit is relative within a snippet's group
+        returns = [returns_to_go(r) for r in rewards_[g: g + cfg.group_size]]
+        decision_adv += _group_advantages(returns)
+        content_adv += _content_advantages(returns, samples[g: g + cfg.group_size])
+    batch = list(zip(samples, scored, rewards_, strict=True))
+    old = [({k: v.detach() for k, v in s.decision_logp.items()},
+            {k: (s.action_logp[k] - s.decision_logp[k]).detach() for k in s.thought_tokens}) for s in scored]
+    return chosen, rows, batch, decision_adv, content_adv, old, cost
+
+
+def _step_sizes(batch, content_adv, cfg: RA3Config, device) -> tuple[int, int]:
+    """The whole step's (all ranks') surrogate terms and rows, which normalise the loss."""
+    n_terms = sum(len(s.decision_logp) * (2 if cfg.kl_weight > 0 else 1) + len(c)
+                  for (_, s, _), c in zip(batch, content_adv, strict=True))
+    totals = _summed({"terms": n_terms, "rows": len(batch)}, device)
+    return int(totals["terms"]), int(totals["rows"])
+
+
+def _record(step: int, batch, chosen, rows, cost: dict, loss: torch.Tensor, cfg: RA3Config, reference_thoughts,
+            device, on_step) -> dict:
+    """The step's metrics over all ranks, handed to `on_step`."""
+    references = [reference_thoughts[chosen[r // cfg.group_size]] for r in rows] \
+        if reference_thoughts is not None else None
+    counts = _summed(_step_counts(batch, references) | {"slots": cost["slots"], "tokens": cost["tokens"]}, device)
+    metrics = {"step": step + 1, **_step_metrics(counts), "loss": float(loss.detach()),
+               "slots_per_token": counts["slots"] / max(1, counts["tokens"])}
+    if on_step is not None:
+        on_step(metrics)
+    return metrics
+
+
+def _zero_estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, comment_ids, generator,
+                on_step, reference_thoughts, autocast: bool, engine, mstep: TrainConfig) -> list[dict[str, float]]:
+    """`estep` with the update on a DeepSpeed engine of its own (the M-step's ZeRO JSON, the E-step's AdamW at
+    `estep_lr` without weight decay, clipping at 1.0), so no rank holds the whole model's fp32 weights and Adam
+    moments (16 bytes a parameter: ~128 GB for Llama-3.1-8B).
+
+    Rollouts and no-grad scoring run many small forwards: on the partitioned model each would all-gather
+    every layer, so they use a plain copy of the weights (`zero.plain_copy`), refreshed from the fp32
+    partitions once after every update (`zero.copy_fp32_into`, a collective). The copy is bf16 when the
+    E-step runs under bf16 autocast (on GPUs: autocast feeds bf16 weights to the matmuls anyway, and it
+    halves the copy: 16 GB for 8B), else fp32 (on CPUs: the rollouts are then those of the replica path).
+    Only the policy loss's forward and backward go through the engine, which reduces the gradients. That
+    forward calls the decoder and the output head apart, the head once per chunk of positions
+    (`scoring.next_token_terms`), as many chunks as the rank's rows make, a different number on each rank,
+    which ZeRO-3's per-module hooks refuse (and their gathers, one collective per call, would hang). So the
+    engine hooks the model as one leaf (`zero.whole_model_leaf`) whose forward is the micro-batch's loss
+    (`_zero_part_loss`): its whole weights are gathered by an update's first forward and kept until its step
+    (`zero.hold_until_step`: 2 bytes a parameter under bf16, the layer-by-layer gathering given up for a
+    fixed number of collectives), its gradients are reduced after each backward (`zero.reduce_gradients`),
+    and every rank runs as many micro-batches as the rank with the most rows (an empty one backs a zero
+    loss). The model comes back as a plain fp32 module holding the trained weights on every rank, the engine
+    freed (`repro.train.zero`)."""
+    from repro.train import zero
+
+    if reference is not None or cfg.kl_weight > 0:
+        raise ValueError(f"ra3.kl_weight={cfg.kl_weight}: the KL reference (a copy of the model before the E-step) "
+                         "is not supported when the E-step trains under DeepSpeed (ntp.deepspeed_config); set "
+                         "ra3.kl_weight: 0")
+    world = ranks.world_size()
+    micro = cfg.policy_micro_batch
+    # Every rank runs the micro-batches of the largest share (rank 0's: shards are every world-th snippet).
+    n_micro = math.ceil(len(range(0, cfg.snippets_per_step, world)) * cfg.group_size / micro)
+    device = next(model.parameters()).device  # where the M-step gave the model back (accelerate's device)
+    sampler = zero.plain_copy(model, torch.bfloat16 if autocast else torch.float32).eval()
+    train_cfg = dataclasses.replace(mstep, lr=cfg.estep_lr, weight_decay=0.0, max_grad_norm=1.0, grad_accum_steps=1,
+                                    batch_size=micro)
+    segmented = [segment_lines(text) for text in snippets]
+    history = []
+    with zero.accelerator(train_cfg, overrides={"gradient_clipping": 1.0, "gradient_accumulation_steps": 1,
+                                                "train_micro_batch_size_per_gpu": micro}) as accelerator:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.estep_lr, weight_decay=0.0)
+        before = zero.module_state(model)
+        zero.whole_model_leaf(model)  # before the engine hooks the modules
+        # The engine's forward then runs whatever it is given, as the whole model's forward (`give_back`
+        # removes this attribute too).
+        model.forward = lambda compute: compute()
+        trainer, _ = accelerator.prepare(model, optimizer)
+        zero.leaf_hooks_off(trainer)
+        zero.hold_until_step(model)
+        for step in range(cfg.estep_steps):
+            chosen, rows, batch, decision_adv, content_adv, old, cost = _step_batch(
+                sampler, engine, tokenizer, snippets, segmented, cfg, comment_ids, generator, autocast, device)
+            n_terms, n_rows = _step_sizes(batch, content_adv, cfg, device)
+            trainer.train()
+            for _ in range(cfg.ppo_epochs):
+                loss = torch.zeros((), device=device)
+                for m in range(n_micro):
+                    part = slice(m * micro, (m + 1) * micro)
+                    trainer.set_gradient_accumulation_boundary(m == n_micro - 1)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        part_loss = trainer(functools.partial(
+                            _zero_part_loss, model, tokenizer, batch[part], decision_adv[part], content_adv[part],
+                            old[part], cfg, comment_ids, n_terms, n_rows, device))
+                    # DeepSpeed averages the ranks' gradients; the replica path sums them (the loss is
+                    # normalised by the whole step's counts), hence the factor.
+                    trainer.backward(part_loss * world)
+                    zero.reduce_gradients(trainer, model)
+                    loss += part_loss.detach()
+                trainer.step()
+                if world > 1:
+                    _all_reduce(loss)
+                zero.copy_fp32_into(model, sampler)
+                _push(engine, sampler)
+            history.append(_record(step, batch, chosen, rows, cost, loss, cfg, reference_thoughts, device, on_step))
+        del trainer, optimizer, sampler
+        weights = zero.gather_fp32(model)
+    zero.give_back(model, weights, before, device)
+    return history
+
+
+def _zero_part_loss(model, tokenizer, batch, decision_adv, content_adv, old, cfg: RA3Config, comment_ids,
+                    n_terms: int, n_rows: int, device) -> torch.Tensor:
+    """One micro-batch's share of the E-step loss, run as the forward of the whole model under ZeRO-3
+    (`_zero_estep`): its weights are whole here, whatever the decoder and head are called on."""
+    if not batch:  # a rank with fewer rows still joins the collectives, with no gradient
+        ids = torch.tensor([[tokenizer.eos_token_id]], device=device)
+        return model.get_output_embeddings()(model.get_decoder()(input_ids=ids).last_hidden_state).float().sum() * 0.0
+    terms, nll = _policy_terms(model, None, tokenizer, batch, decision_adv, content_adv, old, cfg, comment_ids)
+    return terms / max(1, n_terms) + cfg.expert_lm_weight * nll / n_rows
 
 
 def _clipped(logp: torch.Tensor, old: torch.Tensor, advantage: torch.Tensor, clip: float) -> torch.Tensor:
@@ -413,10 +534,12 @@ def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: Tr
             if not math.isinf(cfg.penalty):
                 if mstep.gradient_checkpointing:  # the M-step's memory settings hold for the E-step's backward too
                     model.gradient_checkpointing_enable()
-                reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 else None
+                # Under DeepSpeed `estep` refuses a reference (a copy would be a whole replica again).
+                reference = copy.deepcopy(model).eval() if cfg.kl_weight > 0 and not mstep.deepspeed_config \
+                    else None
                 _push(engine, model)  # the weights this round starts from (the last M-step's)
                 history = estep(model, reference, tokenizer, snippets, cfg, comment_ids, generator, on_estep,
-                                reference_thoughts, autocast=autocast, engine=engine)
+                                reference_thoughts, autocast=autocast, engine=engine, deepspeed=mstep)
             model.eval()
             infused = write_infused(round_dir, infuse_corpus(model, tokenizer, snippets, cfg, comment_ids, generator,
                                                              autocast, engine=engine), len(snippets))
