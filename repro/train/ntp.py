@@ -200,6 +200,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, ru
         optimizer = _optimizer(model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
         before = zero.module_state(model) if stage is not None else None
+        model.zero_grad(set_to_none=True)  # a caller's leftover gradients (an E-step's) are not this run's
         prepared, optimizer = accelerator.prepare(model, optimizer)
         # Not prepared: accelerate would step a scheduler once per process; ours counts optimizer steps.
         accelerator.register_for_checkpointing(scheduler)

@@ -123,3 +123,17 @@ def test_a_tiny_model_learns(tokenizer, tmp_path):
     summary = train_causal_lm(model, tokenizer, TEXTS, cfg, tmp_path)
     after = cross_entropy(model, tokenizer, TEXTS[:50], seq_len=32)
     assert after < before * 0.6 and summary["steps"] == 60 and (tmp_path / "model" / "config.json").exists()
+
+
+def test_a_callers_leftover_gradients_do_not_enter_training(tokenizer, tmp_path):
+    """An RA3 E-step before an M-step once left its last gradients on the model, and the M-step's first
+    backward added them in: training must start from no gradient whatever the caller left."""
+    from repro.train.ntp import train_causal_lm
+
+    cfg = TrainConfig(seq_len=32, batch_size=4, lr=3e-3, max_steps=3, warmup_steps=1, checkpoint_every=0)
+    clean, dirty = (init_model(tokenizer, TinyModelConfig(32, 1, 2, 64, 64), seed=0) for _ in range(2))
+    for parameter in dirty.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    train_causal_lm(clean, tokenizer, TEXTS, cfg, tmp_path / "clean")
+    train_causal_lm(dirty, tokenizer, TEXTS, cfg, tmp_path / "dirty")
+    assert all(torch.equal(a, b) for a, b in zip(clean.parameters(), dirty.parameters(), strict=True))

@@ -157,6 +157,7 @@ def test_an_estep_updates_the_policy_and_reports(trained):
     assert len(metrics) == CFG.estep_steps
     assert {"mean_reward", "think_rate", "thought_tokens", "lines_per_thought", "elbo"} <= set(metrics[0])
     assert any(not torch.equal(a, b) for a, b in zip(policy, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())  # none left for the M-step to add in
 
 
 def test_with_infinite_penalty_ra3_is_exactly_ntp(trained, tmp_path):

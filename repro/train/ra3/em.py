@@ -221,6 +221,9 @@ def estep(model, reference, tokenizer, snippets: Sequence[str], cfg: RA3Config, 
             optimizer.step()
             _push(engine, model)
         history.append(_record(step, batch, chosen, rows, cost, loss, cfg, reference_thoughts, device, on_step))
+    # No gradient outlives the E-step: the M-step's first backward would add the last one in, and it holds
+    # a model's worth of memory through the infusion.
+    optimizer.zero_grad(set_to_none=True)
     return history
 
 
