@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from repro import pipeline
 from repro.core.runs import read_done
 from repro.eval import benchmarks, score
 
@@ -34,6 +33,32 @@ def succeeded(result: subprocess.CompletedProcess) -> bool:
     errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
     assert result.returncode == 0, "\n".join(errors[-20:]) or result.stderr[-4000:]
     return True
+
+
+ONE_PROCESS_RA3 = """
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, sys.argv[3])
+from ranks_runner import scale_and_generation
+
+
+torch.set_num_threads(1)
+root = Path(sys.argv[1])
+print(pipeline.ra3_stage(scale_and_generation(root)[0], sys.argv[2], root / "one-process-runs"))
+"""
+
+
+def one_process_ra3(root: Path, base: str) -> Path:
+    """The runner's RA3 stage in a fresh single process (accelerate's process-wide state is this pytest
+    process's, set by earlier tests, so the stage gets a process of its own, as a user's run does)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", ONE_PROCESS_RA3, str(root), base, str(RUNNER.parent)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_path):
@@ -64,7 +89,7 @@ def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_pa
     sys.path.insert(0, str(RUNNER.parent))
     from ranks_runner import scale_and_generation
 
-    scale, generation = scale_and_generation(tmp_path)
+    generation = scale_and_generation(tmp_path)[1]
     config = benchmarks.load_eval_config()
     alone = score.evaluate_model(paths[0]["ntp"], benchmarks.load_benchmark("tiny-heldout", config), config,
                                  generation, tmp_path / "one-process")
@@ -88,7 +113,7 @@ def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_pa
     # ranks' gradients are summed, so round 0 (before any M-step, whose global batch doubles with two
     # ranks) matches. Tolerance: the update is a sum in another order (float32, ~1e-7 relative), which
     # could flip a sample whose uniform draw lies that close to its threshold; none did when written.
-    one = pipeline.ra3_stage(scale, paths[0]["base"], tmp_path / "one-process-runs")
+    one = one_process_ra3(tmp_path, paths[0]["base"])
     two_rows = [json.loads(line) for line in open(stage / "round-0" / "infused.jsonl")]
     one_rows = [json.loads(line) for line in open(one / "round-0" / "infused.jsonl")]
     assert len(two_rows) == len(one_rows) == 200
