@@ -44,6 +44,7 @@ import torch
 sys.path.insert(0, sys.argv[3])
 from ranks_runner import scale_and_generation
 
+from repro import pipeline
 
 torch.set_num_threads(1)
 root = Path(sys.argv[1])
