@@ -14,17 +14,14 @@ About 45 s on 2 cores, plus about a minute the first time DeepSpeed compiles its
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import two_ranks
 
 pytestmark = pytest.mark.slow  # two processes, two EM rounds twice, a tiny Llama
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("deepspeed_em_runner.py")
 MODES = ("zero3", "replica")
 ESTEP_TOLERANCE = 1e-6
@@ -38,11 +35,7 @@ start and 1.4e-6 after its E-step (whose update moves each weight up to 2e-3).""
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("deepspeed_em")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(RUNNER), str(root)], capture_output=True, text=True, env=env, timeout=420, cwd=ROOT)
-    errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
-    assert result.returncode == 0, "\n".join(errors[-20:]) or result.stderr[-4000:]
+    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, root, 420))
     reports = [json.loads((root / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     weights = {mode: [torch.load(root / f"estep-{mode}-{rank}.pt", weights_only=True) for rank in (0, 1)]
                for mode in MODES}

@@ -13,18 +13,16 @@ About 40 s on 2 cores, plus about a minute the first time: DeepSpeed compiles it
 """
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import two_ranks
 
 pytestmark = pytest.mark.slow  # two processes, six training runs of a tiny Llama
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("deepspeed_runner.py")
 RUNS = ("ntp", "round-0", "round-1")
 OWN_FILE_OF_RANK_1 = re.compile(r"(optimizer-rank1\.pt|zero_pp_rank_1_mp_rank_00_\w+\.pt|random_states_1\.pkl)$")
@@ -34,11 +32,7 @@ OWN_FILE_OF_RANK_1 = re.compile(r"(optimizer-rank1\.pt|zero_pp_rank_1_mp_rank_00
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("deepspeed")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(RUNNER), str(root)], capture_output=True, text=True, env=env, timeout=420, cwd=ROOT)
-    errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
-    assert result.returncode == 0, "\n".join(errors[-20:]) or result.stderr[-4000:]
+    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, root, 420))
     reports = [json.loads((root / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     return root, reports
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import two_ranks
 
 from repro.core.runs import read_done
 from repro.eval import benchmarks, score
@@ -23,16 +24,8 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "to
                "tokenizer_config.json"}
 
 
-def torchrun(root: Path, **environment: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **environment}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(RUNNER), str(root)], capture_output=True, text=True, env=env, timeout=900)
-
-
-def succeeded(result: subprocess.CompletedProcess) -> bool:
-    errors = [line for line in result.stderr.splitlines() if "Error" in line and "ChildFailedError" not in line]
-    assert result.returncode == 0, "\n".join(errors[-20:]) or result.stderr[-4000:]
-    return True
+def torchrun(root: Path, **environment: str):
+    return two_ranks.torchrun(RUNNER, root, 900, **environment)
 
 
 ONE_PROCESS_RA3 = """
@@ -63,7 +56,7 @@ def one_process_ra3(root: Path, base: str) -> Path:
 
 
 def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_path):
-    assert succeeded(torchrun(tmp_path))
+    two_ranks.assert_succeeded(torchrun(tmp_path))
 
     paths = [json.loads((tmp_path / f"paths-{rank}.json").read_text()) for rank in (0, 1)]
     assert paths[0] == paths[1]
@@ -143,7 +136,7 @@ def test_stages_under_two_processes_have_one_writer_and_match_one_process(tmp_pa
     assert killed.returncode != 0 and (again / "killed").exists()
     ntp_stage = Path((again / "killed").read_text()).parent
     assert (ntp_stage / "checkpoint-10" / "COMPLETE").exists() and not (ntp_stage / "DONE.json").exists()
-    assert succeeded(torchrun(again, RA3_TEST_STOP_AFTER_NTP="1"))
+    two_ranks.assert_succeeded(torchrun(again, RA3_TEST_STOP_AFTER_NTP="1"))
     resumed = json.loads((again / "paths-0.json").read_text())["ntp"]
     assert "resuming" in (ntp_stage / "run.log").read_text()
     weights = [(Path(folder) / "model.safetensors").read_bytes() for folder in (resumed, paths[0]["ntp"])]
