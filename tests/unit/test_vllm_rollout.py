@@ -174,14 +174,14 @@ def test_greedy_thoughts_are_the_most_likely_continuation(world, vllm):
 
 
 def hf_prompt(tokenizer, text: str, segments, thought_tokens: dict[int, list[int]], k: int) -> list[int]:
-    """The ids the transformers backend has fed when it decides at boundary k (`rollout._token_positions`'s
+    """The ids the transformers backend has fed when it decides at boundary k (`thoughts.decision_tokens`'
     cut): the snippet's tokens up to the first thought's decision token, that thought's tokens, then the
     tokens of "\\n" + the rest of the snippet (from the thought's line) up to the next one, and so on."""
     ids, start, shift = [], 0, 0
     for b in [*sorted(b for b in thought_tokens if b < k), k]:
         piece = ("\n" if shift else "") + text[start:]
         chars = {b: thoughts.decision_point(text, segments[b]) - start + shift}
-        chunk, positions = rollout._token_positions(tokenizer, piece, chars)
+        chunk, positions = thoughts.decision_tokens(tokenizer, piece, chars)
         ids += chunk[: positions[b]]
         if b == k:
             return ids

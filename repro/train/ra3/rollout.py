@@ -22,7 +22,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from repro.core.scale import RA3Config
-from repro.train.ra3.thoughts import Segment, build_infused, decision_point
+from repro.train.ra3.thoughts import Segment, build_infused, decision_point, decision_tokens, rest_after_thought
 
 
 def _sample(logits: torch.Tensor, temperature: float, generator: torch.Generator, greedy: bool = False) -> int:
@@ -40,14 +40,6 @@ def _think_probability(logits: torch.Tensor, comment_ids: torch.Tensor, temperat
 
 def _uniform(generator: torch.Generator) -> float:
     return float(torch.rand((), generator=generator, device=generator.device))
-
-
-def _token_positions(tokenizer, text: str, chars: dict[int, int], shift: int = 0) -> tuple[list[int], dict[int, int]]:
-    """Token ids of `text` and, for each boundary, the index of the token starting at its character
-    (offsets relative to `text` + `shift`); boundaries without such a token are left out."""
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-    starts = {s + shift: j for j, (s, _) in enumerate(enc["offset_mapping"])}
-    return enc["input_ids"], {k: starts[c] for k, c in chars.items() if c in starts}
 
 
 @dataclasses.dataclass
@@ -180,8 +172,7 @@ def rollout(model, tokenizer, texts: Sequence[str], segmented: Sequence[Sequence
     rows = []
     for text, segments, generator in zip(texts, segmented, generators, strict=True):
         chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
-        ids, positions = _token_positions(tokenizer, text, chars)
-        rows.append(_Row(text, segments, chars, generator, ids, {k: j for k, j in positions.items() if j > 0}))
+        rows.append(_Row(text, segments, chars, generator, *decision_tokens(tokenizer, text, chars)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     cache = _RaggedCache(model, len(rows), pad_id)
     window = cfg.rollout_window
@@ -247,10 +238,7 @@ def _end_thought(row: _Row, tokenizer) -> None:
     k = row.thinking_at
     decoded = tokenizer.decode(row.thought)
     row.thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
-    rest_start = row.segments[k].code_start
-    rest_chars = {kk: row.chars[kk] - rest_start + 1 for kk in row.chars if kk > k}
-    row.chunk, positions = _token_positions(tokenizer, "\n" + row.text[rest_start:], rest_chars)
-    row.positions = {kk: j for kk, j in positions.items() if j > 0}
+    row.chunk, row.positions = rest_after_thought(tokenizer, row.text, row.segments, row.chars, k)
     row.fed, row.thought = 0, None
 
 

@@ -74,6 +74,24 @@ def decision_point(text: str, segment: Segment) -> int:
     return segment.code_start + max(0, len(segment.indent) - 1)
 
 
+def decision_tokens(tokenizer, text: str, chars: dict[int, int]) -> tuple[list[int], dict[int, int]]:
+    """Token ids of `text` and, for each boundary of `chars` (boundary -> character offset in `text`), the
+    index of its decision token: the boundaries a rollout decides at are those where a token starts
+    exactly at the offset with at least one token before it (whose state gives the decision's logits)."""
+    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    starts = {s: j for j, (s, _) in enumerate(enc["offset_mapping"])}
+    return enc["input_ids"], {k: starts[c] for k, c in chars.items() if starts.get(c, 0) > 0}
+
+
+def rest_after_thought(tokenizer, text: str, segments: Sequence[Segment], chars: dict[int, int],
+                       k: int) -> tuple[list[int], dict[int, int]]:
+    """What a rollout reads after its thought at boundary k (`chars`: every boundary's decision offset in
+    `text`): the tokens of "\n" + the snippet from k's line on (the thought line's newline, then the
+    line), and the later boundaries' decision tokens in them (`decision_tokens`)."""
+    rest = segments[k].code_start
+    return decision_tokens(tokenizer, "\n" + text[rest:], {kk: c - rest + 1 for kk, c in chars.items() if kk > k})
+
+
 @dataclasses.dataclass
 class Infused:
     """One sample: the snippet with its thoughts, and where every part sits in the infused text."""

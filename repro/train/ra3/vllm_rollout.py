@@ -77,7 +77,7 @@ import torch
 
 from repro.core.scale import RA3Config
 from repro.eval.generate import release_engine, vllm_engine_settings
-from repro.train.ra3.thoughts import Segment, build_infused, decision_point
+from repro.train.ra3.thoughts import Segment, build_infused, decision_point, decision_tokens, rest_after_thought
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +103,10 @@ def _newline_ids(tokenizer) -> tuple[int, ...]:
     return tuple(i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i]))
 
 
-def _tokens(tokenizer, text: str, chars: dict[int, int]) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids of `text`, and (index of its decision token, boundary) for every boundary of `chars`
-    (character offsets in `text`) where a token starts with at least one token before it, in order:
-    the boundaries the transformers backend decides at."""
-    enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
-    starts = {s: j for j, (s, _) in enumerate(enc["offset_mapping"])}
-    return enc["input_ids"], sorted((starts[c], k) for k, c in chars.items() if starts.get(c, 0) > 0)
+def _decisions(tokens: tuple[list[int], dict[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+    """`thoughts.decision_tokens`' result as this backend walks it: ids, and (decision index, boundary) in order."""
+    ids, positions = tokens
+    return ids, sorted((j, k) for k, j in positions.items())
 
 
 @dataclasses.dataclass
@@ -162,11 +159,8 @@ def _end_thought(row: _Row, tokenizer) -> None:
     _, k = row.due[0]
     decoded = tokenizer.decode(row.thought)
     row.thoughts[k] = decoded[decoded.index("#") + 1:].replace("\n", " ")
-    rest_start = row.segments[k].code_start
     row.head = row.prefix() + row.thought
-    # The rest is tokenized as "\n" + rest, as the transformers backend feeds it: offsets shift by one.
-    row.chunk, row.due = _tokens(tokenizer, "\n" + row.text[rest_start:],
-                                 {kk: c - rest_start + 1 for kk, c in row.chars.items() if kk > k})
+    row.chunk, row.due = _decisions(rest_after_thought(tokenizer, row.text, row.segments, row.chars, k))
     row.thought = None
 
 
@@ -222,7 +216,7 @@ def rollout(engine, tokenizer, texts: Sequence[str], segmented: Sequence[Sequenc
     rows = []
     for text, segments, generator in zip(texts, segmented, generators, strict=True):
         chars = {k: decision_point(text, segments[k]) for k in range(1, len(segments))}
-        rows.append(_Row(text, segments, chars, generator, [], *_tokens(tokenizer, text, chars)))
+        rows.append(_Row(text, segments, chars, generator, [], *_decisions(decision_tokens(tokenizer, text, chars))))
     rounds = 0
     while True:
         requests = [(row, _request(row, cfg, comment, newline, greedy_thoughts, vllm.SamplingParams)) for row in rows]
