@@ -79,6 +79,21 @@ def tokenizer_identity(tokenizer) -> dict[str, Any]:
     return {"class": type(tokenizer).__name__, "vocab_sha256": hashlib.sha256(vocab).hexdigest()[:16]}
 
 
+def add_snippet(digest, text: str) -> None:
+    """One snippet into a stream's sha256: its UTF-8 bytes preceded by their length (8 little-endian
+    bytes), so where each snippet ends is part of what is hashed."""
+    data = text.encode("utf-8")
+    digest.update(len(data).to_bytes(8, "little") + data)
+
+
+def stream_sha256(texts: Iterable[str]) -> str:
+    """The sha256 of a stream of snippets (`add_snippet`): the corpus identity's `sha256`."""
+    digest = hashlib.sha256()
+    for text in texts:
+        add_snippet(digest, text)
+    return digest.hexdigest()
+
+
 def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, streaming: bool = True,
                 max_chars: int = MAX_CHARS) -> tuple[list[str], dict[str, Any]]:
     """The snippets of `spec` (hub dataset, or `local_path`) and their identity for the run record."""
@@ -102,8 +117,7 @@ def load_corpus(spec: CorpusSpec, tokenizer, local_path: Path | None = None, str
         if tokens + n > spec.max_tokens:
             stop = "max_tokens"
             break
-        data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little") + data)
+        add_snippet(digest, text)
         snippets.append(text)
         tokens += n
         if len(snippets) == spec.max_snippets:

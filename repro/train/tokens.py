@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 from repro.core import ranks
-from repro.core.files import atomic_write
+from repro.core.files import atomic_write, sha256_of
 from repro.eval.barrier import barrier
-from repro.train.corpus import tokenizer_identity
+from repro.train.corpus import stream_sha256, tokenizer_identity
 
 log = logging.getLogger(__name__)
 
@@ -66,26 +66,10 @@ def encoded_batches(texts: Iterable[str], tokenizer, batch_size: int | None = No
         yield np.fromiter(itertools.chain.from_iterable((*ids, eos) for ids in encoded), dtype=np.int64)
 
 
-def texts_sha256(texts: Iterable[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little") + data)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def expected_identity(texts: Sequence[str], tokenizer) -> dict[str, Any]:
     """The sidecar fields that a file for these texts and this tokenizer must carry."""
     return {"format": FORMAT, "dtype": token_dtype(len(tokenizer)).name, "eos_token_id": tokenizer.eos_token_id,
-            "tokenizer": tokenizer_identity(tokenizer), "texts": len(texts), "texts_sha256": texts_sha256(texts)}
+            "tokenizer": tokenizer_identity(tokenizer), "texts": len(texts), "texts_sha256": stream_sha256(texts)}
 
 
 def write(texts: Sequence[str], tokenizer, path: Path) -> dict[str, Any]:
@@ -138,7 +122,7 @@ def _reusable(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     sidecar = read_sidecar(path)
     if sidecar is None or any(sidecar.get(k) != v for k, v in identity.items()):
         return None
-    if file_sha256(path) != sidecar["sha256"]:
+    if sha256_of(path) != sidecar["sha256"]:
         log.warning("token file %s does not hash as its sidecar says: rebuilding it", path)
         return None
     return sidecar
