@@ -142,6 +142,17 @@ THOUGHT_SHARE = 0.15
 thoughts); they are what the rollout decodes one token per forward."""
 
 
+def ra3_tokens(scale: ScaleConfig) -> tuple[float, float, float]:
+    """RA3's tokens per seed: (E-step rollouts, the step's rows over all ranks; corpus infusion, group_size
+    draws per snippet for best_of_group; M-steps, NTP's tokens plus their thoughts)."""
+    cfg = scale.ra3
+    snippets, per = corpus_snippets(scale)
+    draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
+    return (cfg.rounds * cfg.estep_steps * cfg.snippets_per_step * cfg.group_size * per,
+            cfg.rounds * snippets * per * draws,
+            train_tokens(scale.ntp, scale.hardware.devices) * (1 + THOUGHT_SHARE))
+
+
 def ra3_flops(scale: ScaleConfig, model: str, backend: str = "hf") -> dict[str, tuple[float, float]]:
     """RA3's FLOPs per seed by the utilisation they run at: {part: (FLOPs, utilisation)}. The rollout
     reads every snippet (E-step rows and corpus infusion) in windows, `rollout_slots_per_token` positions
@@ -149,19 +160,16 @@ def ra3_flops(scale: ScaleConfig, model: str, backend: str = "hf") -> dict[str, 
     backend reads each token once (prefix caching, nothing discarded) and decodes at
     `vllm_generate_utilization`. Teacher-forced scoring is a prefill; the E-step's updates and the M-step
     train."""
-    n, hw, cfg = parameters(scale)[model], scale.hardware, scale.ra3
-    snippets, per = corpus_snippets(scale)
-    estep = cfg.rounds * cfg.estep_steps * cfg.snippets_per_step * cfg.group_size * per  # the step's rows, all ranks
-    draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
-    infusion = cfg.rounds * snippets * per * draws
-    mstep = train_tokens(scale.ntp, hw.devices) * (1 + THOUGHT_SHARE)
+    n, hw = parameters(scale)[model], scale.hardware
+    estep, infusion, mstep = ra3_tokens(scale)
+    best_of_group = scale.ra3.infusion == "best_of_group"
     vllm = backend == "vllm"
     return {
         "rollout reading": (2 * n * (estep + infusion) * (1.0 if vllm else hw.rollout_slots_per_token),
                             hw.prefill_utilization),
         "rollout thoughts": (2 * n * (estep + infusion) * THOUGHT_SHARE,
                              hw.vllm_generate_utilization if vllm else hw.generate_utilization),
-        "scoring": (2 * n * (estep + (infusion if draws > 1 else 0)), hw.prefill_utilization),
+        "scoring": (2 * n * (estep + (infusion if best_of_group else 0)), hw.prefill_utilization),
         "E-step updates": (6 * n * estep, hw.train_utilization),
         "M-step": (6 * n * mstep, hw.train_utilization),
     }
@@ -178,10 +186,6 @@ def ra3(scale: ScaleConfig, model: str, seed: int, penalty: float | None = None)
     from repro import pipeline
 
     cfg = scale.ra3
-    snippets, per = corpus_snippets(scale)
-    draws = cfg.group_size if cfg.infusion == "best_of_group" else 1
-    tokens = (cfg.rounds * (cfg.estep_steps * cfg.snippets_per_step * cfg.group_size + snippets * draws) * per
-              + train_tokens(scale.ntp, scale.hardware.devices) * (1 + THOUGHT_SHARE))
     settings = pipeline.ra3_settings(scale, seed, penalty)
     parts = ra3_hours(scale, model, cfg.rollout_backend)
     vllm = (sum(ra3_hours(scale, model, "vllm").values()) if scale.hardware.vllm_generate_utilization is not None
@@ -189,7 +193,7 @@ def ra3(scale: ScaleConfig, model: str, seed: int, penalty: float | None = None)
     return Stage(f"RA3 {model} s{seed}" + (f" c={penalty:g}" if penalty is not None else ""),
                  "base model, expert corpus", "runs/ra3/<hash>/round-*/",
                  _cached("ra3", scale, lambda base, corpus: pipeline.ra3_identity(base, corpus, *settings)),
-                 tokens, sum(parts.values()), vllm_hours=vllm, parts=tuple(parts.items()))
+                 sum(ra3_tokens(scale)), sum(parts.values()), vllm_hours=vllm, parts=tuple(parts.items()))
 
 
 def evaluation(scale: ScaleConfig, model: str, label: str, benchmarks: tuple[str, ...], tasks: dict[str, int],

@@ -463,8 +463,9 @@ def write_infused(round_dir: Path, infused: dict[int, Infused], n: int) -> list[
     Returns the rows ({"text", "thoughts"}) as every rank sees them."""
     path = round_dir / "infused.jsonl"
     if ranks.world_size() == 1:
-        atomic_write(path, "".join(_infused_line(infused[i]) for i in range(n)))
-        return [json.loads(_infused_line(infused[i])) for i in range(n)]
+        lines = [_infused_line(infused[i]) for i in range(n)]
+        atomic_write(path, "".join(lines))
+        return [json.loads(line) for line in lines]
     from repro.eval.barrier import barrier
 
     shard = round_dir / f"infused-rank{ranks.rank()}.jsonl"
