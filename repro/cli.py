@@ -15,6 +15,7 @@ from pathlib import Path
 from repro import __version__
 from repro.claims import CLAIMS, claim_summary, module
 from repro.claims.verdicts import claims_of, counts, guard_counts, guards_of
+from repro.core import ranks
 from repro.core.config import ConfigError
 from repro.core.eval_config import EVAL_CONFIG
 from repro.core.files import DataError
@@ -170,11 +171,25 @@ def cmd_claim(args: argparse.Namespace) -> int:
         return 0
     out = args.out or stage_dir(f"claims/{args.verb}", {"scale": scale, "seeds": seeds})
     claim.run(scale, seeds, out, args.set)
-    tables = Path(out) / f"{args.verb}.md"
+    if ranks.world_size() == 1:
+        return _print_claim(args.verb, out, claim.check(load_record(out)))
+    # torchrun: rank 0 wrote the record; every rank reads it and exits with its verdicts' code, rank 0
+    # prints them, and the others wait until it has (torchrun stops the other ranks when one exits 1).
+    from repro.eval.barrier import barrier
+
+    barrier()
+    verdicts = claim.check(load_record(out))
+    code = _print_claim(args.verb, out, verdicts) if ranks.is_main() else 1 if counts(verdicts)["FAIL"] else 0
+    barrier()
+    return code
+
+
+def _print_claim(verb: str, out: Path, verdicts) -> int:
+    tables = Path(out) / f"{verb}.md"
     if tables.exists():
         print(tables.read_text())
-    print(f"{args.verb}: record.json and outcome files in {out}")
-    return _print_verdicts(claim.check(load_record(out)))
+    print(f"{verb}: record.json and outcome files in {out}")
+    return _print_verdicts(verdicts)
 
 
 def _claim_of(record_file: Path) -> str | None:

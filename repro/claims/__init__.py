@@ -9,7 +9,7 @@ Every claim module has the same interface:
   `preflight` before anything trains;
 - `run(scale, seeds, out_dir, sets=(), root=None) -> record`: composes the cached stages of
   `repro.pipeline` (after `preflight`), writes its tables and plots, and `out_dir/record.json` last
-  (`record.write_record`); `seeds` None means the claim's default;
+  (`record.publish`, rank 0 only under several processes); `seeds` None means the claim's default;
 - `plan(scale, seeds) -> list[repro.plan.Stage]`: the stages `run` would compose, with cost estimates,
   for `--plan` and `ra3-repro list`;
 - `check(record) -> list[Verdict]`: the verdicts, from the record and the outcome files it links

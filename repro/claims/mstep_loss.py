@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from repro.claims import preflight
-from repro.claims.record import record_fields, write_record
+from repro.claims.record import publish, record_fields
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
-from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
 from repro.core.stats import paired_bootstrap
 
@@ -137,10 +136,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
               "data_sha256": {benchmark.name: benchmark.sha256}, "heldout_snippets": len(texts),
               "runs": runs_, "stages": used, "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"mstep_loss": markdown_table(record)}
-    record = write_record(out_dir, record)
-    plot(record, out_dir / "mstep_loss.png")
-    atomic_write(out_dir / "mstep_loss.md", "# M-step loss vs NTP loss\n\n" + record["tables"]["mstep_loss"] + "\n")
-    return record
+    return publish(out_dir, record, "M-step loss vs NTP loss", plot)
 
 
 def plan(scale: ScaleConfig, seeds: list[int] | None):

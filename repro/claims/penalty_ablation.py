@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from repro.claims import preflight
-from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
+from repro.claims.record import compares_with_paper, per_task, publish, record_fields
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
-from repro.core.files import atomic_write, read_jsonl
+from repro.core.files import read_jsonl
 from repro.core.scale import ScaleConfig
 from repro.core.stats import stratified_paired_bootstrap
 
@@ -122,11 +122,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
               "entries": entries, "outcome_files": outcome_files, "stages": used,
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"penalty_ablation": markdown_table(record)}
-    record = write_record(out_dir, record)
-    plot(record, out_dir / "penalty_ablation.png")
-    atomic_write(out_dir / "penalty_ablation.md",
-                 "# Penalty ablation\n\n" + record["tables"]["penalty_ablation"] + "\n")
-    return record
+    return publish(out_dir, record, "Penalty ablation", plot)
 
 
 def plan(scale: ScaleConfig, seeds: list[int] | None):

@@ -10,12 +10,13 @@ summary of them. The schema below (REQUIRED, OPTIONAL) is checked on every read.
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from repro.claims import CLAIMS
-from repro.core import runs
+from repro.core import ranks, runs
 from repro.core.config import ConfigError
 from repro.core.files import DataError, atomic_write, iter_jsonl
 from repro.core.provenance import code_sha256, environment
@@ -54,11 +55,21 @@ def record_fields(claim: str, scale: ScaleConfig, seeds: list[int], sets: list[s
             "environment": environment(), "code_sha256": code_sha256()}
 
 
-def write_record(out_dir: Path, record: dict) -> dict:
-    """record.json, atomically; returns the record as `check` will read it back (tuples as lists)."""
+def publish(out_dir: Path, record: dict, heading: str, plot: Callable[[dict, Path], None] | None = None) -> dict:
+    """A claim run's files: `<claim>.md` (`heading` over the record's table), `<claim>.png` (`plot`) and
+    record.json last, each atomically. Returns the record as `check` will read it back (tuples as lists).
+
+    Under several processes (`torchrun ... ra3-repro CLAIM`) every rank runs the claim, whose stages are
+    collective, but only rank 0 writes these files: the others return the same record unwritten."""
+    claim, out_dir = record["claim"], Path(out_dir)
     text = json.dumps(record, indent=1) + "\n"
-    atomic_write(Path(out_dir) / "record.json", text)
-    return json.loads(text)
+    readback = json.loads(text)
+    if ranks.is_main():
+        atomic_write(out_dir / f"{claim}.md", f"# {heading}\n\n{record['tables'][claim]}\n")
+        if plot is not None:
+            plot(readback, out_dir / f"{claim}.png")
+        atomic_write(out_dir / "record.json", text)
+    return readback
 
 
 def load_record(run_dir: Path) -> dict:

@@ -46,10 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from repro.claims import preflight
-from repro.claims.record import record_fields, write_record
+from repro.claims.record import publish, record_fields
 from repro.claims.verdicts import Verdict, side_of_zero
+from repro.core import ranks
 from repro.core.config import CONFIG_DIR, ConfigError, from_dict, load
-from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
 from repro.core.stats import area_under_curve, seed_interval, steps_to_threshold
 
@@ -126,10 +126,11 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
                     for benchmark in scale.rlvr.eval_benchmarks:
                         label = f"{model}/{init}/s{seed}/step{step}/{benchmark}"
                         dest = out_dir / "evals" / label
-                        dest.mkdir(parents=True, exist_ok=True)
                         source = stage / "curve" / f"step-{step}" / benchmark
-                        for name in ("outcomes.jsonl", "metrics.json", "generation.json"):
-                            shutil.copyfile(source / name, dest / name)
+                        if ranks.is_main():  # one writer under torchrun
+                            dest.mkdir(parents=True, exist_ok=True)
+                            for name in ("outcomes.jsonl", "metrics.json", "generation.json"):
+                                shutil.copyfile(source / name, dest / name)
                         outcome_files[label] = str((dest / "outcomes.jsonl").relative_to(out_dir))
                 entries.append({"model": model, "init": init, "seed": seed, "init_model": initial,
                                 "stage": str(stage), "steps": curve["steps"], "pass@1": curve["pass@1"],
@@ -141,10 +142,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
               "outcome_files": outcome_files, "stages": stages, "stage_seconds": seconds,
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"rlvr_curves": markdown_table(record, cfg)}
-    record = write_record(out_dir, record)
-    plot(record, curves(record), out_dir / "rlvr_curves.png")
-    atomic_write(out_dir / "rlvr_curves.md", "# RLVR curves\n\n" + record["tables"]["rlvr_curves"] + "\n")
-    return record
+    return publish(out_dir, record, "RLVR curves", lambda written, path: plot(written, curves(written), path))
 
 
 def plan(scale: ScaleConfig, seeds: list[int] | None):

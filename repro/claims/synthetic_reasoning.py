@@ -28,10 +28,9 @@ import time
 from pathlib import Path
 
 from repro.claims import preflight
-from repro.claims.record import per_task, record_fields, write_record
+from repro.claims.record import per_task, publish, record_fields
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
 from repro.core.config import CONFIG_DIR, ConfigError, load
-from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
 from repro.core.stats import stratified_paired_bootstrap
 
@@ -105,9 +104,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
               "entries": entries, "outcome_files": outcome_files, "stages": used,
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"synthetic_reasoning": markdown_table(record)}
-    atomic_write(out_dir / "synthetic_reasoning.md", "# Synthetic reasoning vs RA3\n\n"
-                 + record["tables"]["synthetic_reasoning"] + "\n")
-    return write_record(out_dir, record)
+    return publish(out_dir, record, "Synthetic reasoning vs RA3")
 
 
 def plan(scale: ScaleConfig, seeds: list[int] | None):

@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from repro.claims import preflight
-from repro.claims.record import compares_with_paper, per_task, record_fields, write_record
+from repro.claims.record import compares_with_paper, per_task, publish, record_fields
 from repro.claims.verdicts import Guard, Verdict, direction_verdict, guard_verdict, interval_se
+from repro.core import ranks
 from repro.core.config import CONFIG_DIR, PAPER_TABLES, ConfigError, load
-from repro.core.files import atomic_write
 from repro.core.scale import ScaleConfig
 from repro.core.stats import seed_summary, stratified_paired_bootstrap
 
@@ -120,7 +120,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
             # its E-step curves and thought diagnostics travel along
             for name_in, name_out in (("estep.png", f"estep_{name}_s{seed}.png"),
                                       ("examples.md", f"thoughts_{name}_s{seed}.md")):
-                if (ra3_dir / name_in).exists():
+                if (ra3_dir / name_in).exists() and ranks.is_main():
                     shutil.copyfile(ra3_dir / name_in, out_dir / name_out)
             found = json.loads((ra3_dir / "diagnostics.json").read_text())
             diagnostics[f"{name}/s{seed}"] = found["rounds"]
@@ -153,11 +153,7 @@ def run(scale: ScaleConfig, seeds: list[int] | None, out_dir: Path, sets: list[s
               "paper": [r for r in paper_rows() if r["model"] in {c["model"] for c in cells}],
               "seconds": round(time.monotonic() - start, 1)}
     record["tables"] = {"table1": markdown_table(record)}
-    atomic_write(out_dir / "table1.md", f"# Table 1 ({scale.name} scale, seeds {seeds})\n\n"
-                 + record["tables"]["table1"] + "\n")
-    record = write_record(out_dir, record)
-    plot(record, out_dir / "table1.png")
-    return record
+    return publish(out_dir, record, f"Table 1 ({scale.name} scale, seeds {seeds})", plot)
 
 
 def plan(scale: ScaleConfig, seeds: list[int] | None):

@@ -437,6 +437,8 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
         old = getattr(current, field)
         if isinstance(old, str) and not isinstance(value, str):  # YAML reads `no`, `off`, `1e-5` as non-strings
             value = raw.strip()
+        if isinstance(old, tuple) and isinstance(value, list):  # a YAML list for a tuple field: [a, b]
+            value = tuple(value)
         if dataclasses.is_dataclass(old) and isinstance(value, dict):  # a nested block: the keys given change
             value = from_dict(type(old), {**dataclasses.asdict(old), **value}, f"--set {key.strip()}")
         if old is not None and value is not None and not isinstance(value, type(old)) and not (

@@ -25,10 +25,12 @@ import contextlib
 import copy
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
+from repro.core import ranks
 from repro.core.config import CONFIG_DIR
 from repro.core.scale import TrainConfig
 
@@ -49,6 +51,34 @@ def _deepspeed_plugin(cfg: TrainConfig, overrides: dict | None):
     return plugin
 
 
+def start_process_group():
+    """The run's process group, made before DeepSpeed starts; returns accelerate's distributed type.
+
+    Under torchrun, accelerate's `PartialState` makes it as `repro.eval.barrier` does (gloo on CPUs, NCCL on
+    GPUs): DeepSpeed's own start knows no CPU backend and would leave every rank a world of one. A process
+    started without a launcher (plain `ra3-repro ...`) becomes rank 0 of a world of one, as a launcher would
+    make it: LOCAL_RANK, RANK and WORLD_SIZE set (DeepSpeed's engine asserts LOCAL_RANK) and a process group
+    of its own. Without them DeepSpeed looks for an MPI launcher instead and fails on a machine without
+    mpi4py, then refuses to start.
+
+    DeepSpeed's communication is then started on that group: transformers' ZeRO-3 `from_pretrained` (TRL's
+    trainer loads its model so) sizes its partitions by DeepSpeed's world, which is one until started, and
+    TrainingArguments starts it only on GPUs."""
+    import deepspeed
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    distributed_type = PartialState(cpu=not torch.cuda.is_available()).distributed_type
+    if ranks.world_size() == 1 and not dist.is_initialized():
+        for name in ("LOCAL_RANK", "RANK"):
+            os.environ.setdefault(name, "0")
+        os.environ.setdefault("WORLD_SIZE", "1")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=dist.HashStore(), rank=0,
+                                world_size=1)
+    deepspeed.init_distributed()  # finds the group made above
+    return distributed_type
+
+
 @contextlib.contextmanager
 def accelerator(cfg: TrainConfig, overrides: dict | None = None) -> Iterator:
     """The `Accelerator` of one training run; `overrides` replace values of the DeepSpeed JSON (a dict updates
@@ -63,45 +93,57 @@ def accelerator(cfg: TrainConfig, overrides: dict | None = None) -> Iterator:
     default DeepSpeed plugin): transformers' Trainer resets the state the same way between
     hyperparameter trials. The process group (accelerate's `PartialState`) stays for the whole process.
     """
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator
 
     cpu = not torch.cuda.is_available()
     if not cfg.deepspeed_config:
         yield Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision,
                           gradient_accumulation_steps=cfg.grad_accum_steps)
         return
+    run = None
+    with owned_state(lambda: run):
+        # cpu=False even on CPUs: accelerate drops the plugin when told cpu=True; DeepSpeed's CPU
+        # accelerator then runs the engine on the CPU.
+        run = Accelerator(cpu=False, mixed_precision=cfg.mixed_precision,
+                          gradient_accumulation_steps=cfg.grad_accum_steps,
+                          deepspeed_plugin=_deepspeed_plugin(cfg, overrides))
+        yield run
+
+
+@contextlib.contextmanager
+def owned_state(run_of: Callable[[], Any]) -> Iterator[None]:
+    """One DeepSpeed run owns accelerate's process-wide state for the block (see `accelerator`; TRL's GRPO
+    trainer, which makes its own `Accelerator`, runs in one too): the process group started and the state
+    reset before it; after it the run's `Accelerator` (`run_of()`, None when the block failed before making
+    one) freed, and accelerate's state, transformers' ZeRO-3 flag and the environment put back."""
     from accelerate.state import AcceleratorState
 
-    # The process group first, as `repro.eval.barrier` makes it (gloo on CPUs): accelerate's own
-    # DeepSpeed start knows no CPU backend and would leave every rank a world of one.
-    distributed_type = PartialState(cpu=cpu).distributed_type
+    distributed_type = start_process_group()
     AcceleratorState._reset_state()
     use_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED")
-    # cpu=False even on CPUs: accelerate drops the plugin when told cpu=True; DeepSpeed's CPU
-    # accelerator then runs the engine on the CPU.
-    run = Accelerator(cpu=False, mixed_precision=cfg.mixed_precision,
-                      gradient_accumulation_steps=cfg.grad_accum_steps,
-                      deepspeed_plugin=_deepspeed_plugin(cfg, overrides))
     try:
-        yield run
+        yield
     finally:
-        _release(run, distributed_type, use_deepspeed)
+        _release(run_of(), distributed_type, use_deepspeed)
 
 
 def _release(run, distributed_type, use_deepspeed: str | None) -> None:
-    """Free the run's engine and put accelerate's state and the environment back as `accelerator` found them."""
+    """Free the run's engine and put accelerate's state and the environment back as `owned_state` found them.
+    Until then transformers partitions every model `from_pretrained` loads (its ZeRO-3 flag), so an
+    evaluation after the run would wait in collectives the other ranks never join."""
     from accelerate import PartialState
     from accelerate.state import AcceleratorState
     from transformers.integrations import unset_hf_deepspeed_config
 
-    if run.deepspeed_engine_wrapped is not None:
+    if run is not None and run.deepspeed_engine_wrapped is not None:
         engine = run.deepspeed_engine_wrapped.engine
         # The engine's destroy (DeepSpeed 0.19) leaves these two hooks on the model: they would run the
         # dead engine's forward prologue on every later forward of the model and keep it all alive.
         for hook in (engine.module_forward_pre_hook, engine.module_forward_post_hook):
             if hook is not None:
                 hook.remove()
-    run.free_memory()
+    if run is not None:
+        run.free_memory()
     AcceleratorState._reset_state()
     # AcceleratorState wrote DEEPSPEED into the process group's state, where the next plain Accelerator
     # would read it and look for a plugin that is gone.

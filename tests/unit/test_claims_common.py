@@ -25,6 +25,9 @@ def test_set_overrides_change_one_value_and_reject_unknown_keys():
     data = resolve_scale("small", ["rlvr.train_data={revision: " + "ab" * 20 + ", max_problems: 3}"]).rlvr.train_data
     shipped = resolve_scale("small").rlvr.train_data
     assert (data.revision, data.max_problems, data.dataset) == ("ab" * 20, 3, shipped.dataset)
+    # a list key takes a YAML list
+    assert resolve_scale("paper", ["rlvr.eval_benchmarks=[humaneval+, mbpp+]"]).rlvr.eval_benchmarks == (
+        "humaneval+", "mbpp+")
     with pytest.raises(ConfigError, match=r"--set rlvr.train_data: unknown key\(s\) \['revison'\]"):
         resolve_scale("small", ["rlvr.train_data={revison: x}"])
     for bad, message in (("ra3.roundz=1", "has no key 'roundz'"), ("nope.x=1", "unknown section 'nope'"),
