@@ -96,18 +96,18 @@ def _base_model(args: argparse.Namespace, scale) -> str:
 
 def cmd_ntp(args: argparse.Namespace) -> int:
     from repro import pipeline
-    from repro.core.scale import load_scale
+    from repro.core.scale import resolve_scale
 
-    scale = load_scale(args.scale)
+    scale = resolve_scale(args.scale, args.set)
     print(pipeline.ntp_stage(scale, _base_model(args, scale)))
     return 0
 
 
 def cmd_ra3(args: argparse.Namespace) -> int:
     from repro import pipeline
-    from repro.core.scale import load_scale
+    from repro.core.scale import resolve_scale
 
-    scale = load_scale(args.scale)
+    scale = resolve_scale(args.scale, args.set)
     if scale.ra3 is None:
         raise ConfigError(f"scale {args.scale} has no `ra3` settings in configs/scales/{args.scale}.yaml")
     print(pipeline.ra3_model(pipeline.ra3_stage(scale, _base_model(args, scale))))
@@ -285,6 +285,12 @@ def _scale_option(sub, verb: str) -> None:
     sub.add_argument("--scale", default="tiny", help="tiny, small or paper (default: tiny)")
 
 
+def _stage_set_option(sub, verb: str) -> None:
+    sub.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a scale value, as a claim run does (the stage is cached under the values "
+                          "it ran with), e.g. ntp.max_steps=100 (repeatable)")
+
+
 def _base_model_option(sub, verb: str) -> None:
     sub.add_argument("--model", help="base model (path or hub id; default: the scale's tiny base model)")
 
@@ -350,9 +356,9 @@ VERBS = {
     "pretrain": (cmd_pretrain, "build the tiny world and pretrain the tiny base model (cached in runs/)",
                  (_scale_option,)),
     "ntp": (cmd_ntp, "NTP mid-training of a base model on the scale's expert corpus (cached in runs/)",
-            (_scale_option, _base_model_option)),
+            (_scale_option, _base_model_option, _stage_set_option)),
     "ra3": (cmd_ra3, "RA3 mid-training (EM: E-step RL over comment thoughts, M-step NTP), cached in runs/",
-            (_scale_option, _base_model_option)),
+            (_scale_option, _base_model_option, _stage_set_option)),
     "eval": (cmd_eval, "generate completions with a model and score them on a benchmark",
              (_scoring_options, _scale_option, _eval_options, _out_option)),
     "verify": (cmd_verify, "re-check a claim run from its record.json: PASS/FAIL/INCONCLUSIVE per check",

@@ -278,8 +278,11 @@ def _run_steps(accelerator, model, optimizer, scheduler, data: np.ndarray, cfg: 
 
 
 def count_tokens(texts: Iterable[str], tokenizer) -> int:
-    """Tokens of the texts as `pack` counts them (each followed by EOS)."""
-    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 for text in texts)
+    """Tokens of the texts as `pack` counts them (each followed by EOS), encoded in the token file's batches,
+    which a fast tokenizer spreads over the cores: the RA3 M-step's schedule counts a whole corpus twice
+    (3.5M snippets at the paper scale), and one call per text took 1.4x as long on 2 cores (16.0 s against
+    11.7 s for 80,000 tiny-world snippets, 14M tokens) and more with more cores."""
+    return sum(len(batch) for batch in tokens.encoded_batches(texts, tokenizer))
 
 
 def cross_entropy(model, tokenizer, texts: Iterable[str], seq_len: int, batch_size: int = 16) -> float:

@@ -173,6 +173,14 @@ def test_the_paper_scale_runs_table1_on_two_processes_under_zero3(fake_hub, tmp_
         assert len(list(ra3.glob("round-*/estep.jsonl"))) == PAPER.ra3.rounds, ra3
     verdicts2 = finished(ra3_repro(["verify", str(out2)], offline, runner=False), "verify (2 processes)")
     assert " passed, " in verdicts2 and " table1 | " in verdicts2, verdicts2
+    # The killed stage, resumed, ends where an uninterrupted one does, bit for bit (`ra3-repro ntp`, same sizes).
+    first = str(snapshots[PAPER.models[0].name])
+    alone = two_ranks.torchrun(RUNNER, ["ntp", "--scale", "paper", "--cache", str(cache), "--model", first, *SETS],
+                               300, **{**offline, "RA3_RUNS_DIR": str(tmp_path / "runs-uninterrupted")})
+    two_ranks.assert_succeeded(alone)
+    uninterrupted = Path(alone.stdout.strip().splitlines()[-1])  # its model folder
+    assert uninterrupted.parent.name == stage.name and uninterrupted != stage / "model"
+    assert (uninterrupted / "model.safetensors").read_bytes() == (stage / "model" / "model.safetensors").read_bytes()
 
     # One process, its own runs: the same claim.
     runs1, out1 = tmp_path / "runs-1", tmp_path / "claim-1"

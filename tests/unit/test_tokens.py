@@ -47,6 +47,7 @@ def test_the_file_holds_packs_ids_in_uint16_and_its_rows_are_a_read_only_view(to
     eos = tokenizer.eos_token_id
     expected = [i for t in TEXTS for i in tokenizer(t, add_special_tokens=False)["input_ids"] + [eos]]
     assert sidecar["dtype"] == "uint16" and sidecar["tokens"] == len(expected) == ntp.count_tokens(TEXTS, tokenizer)
+    assert ntp.count_tokens(iter(TEXTS), tokenizer) == len(expected)  # a stream, in batches of 7
     assert path.stat().st_size == 2 * len(expected)
     assert sidecar["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert json.loads(tokens.sidecar_path(path).read_text()) == sidecar
