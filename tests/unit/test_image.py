@@ -54,6 +54,25 @@ def test_the_lock_pins_every_dependency_with_hashes_and_leaves_torch_to_the_base
     assert "pip install --no-cache-dir --require-hashes --no-deps -r /opt/ra3-repro/requirements.lock" in DOCKERFILE
 
 
+def test_the_gpu_lock_pins_vllm_deepspeed_and_the_cuda_13_torch_they_need():
+    """requirements-gpu.lock (.ci/lock-gpu): the package's dependencies and its `gpu` extra at versions their
+    specifiers admit, torch 2.13.0 as PyPI builds it for Linux (CUDA 13: its nvidia-*-cu13 runtime wheels
+    beside it), each with one sha256."""
+    from packaging.requirements import Requirement
+
+    lock = (ROOT / "requirements-gpu.lock").read_text()
+    entry = r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) \\\n +--hash=sha256:[0-9a-f]{64}$"
+    pins = dict(re.findall(entry, lock, re.MULTILINE))
+    assert len(pins) == len(re.findall(r"==", lock)) > 100  # every pin hashed
+    pins = {name.lower().replace("_", "-"): version for name, version in pins.items()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in project["dependencies"] + project["optional-dependencies"]["gpu"]:
+        wanted = Requirement(spec)
+        assert wanted.specifier.contains(pins[wanted.name.lower()], prereleases=True), (spec, pins.get(wanted.name))
+    assert pins["torch"] == "2.13.0" and "vllm" in pins and "deepspeed" in pins
+    assert [name for name in pins if name.endswith("-cu13")], "no CUDA 13 runtime wheels: not PyPI's Linux torch"
+
+
 def test_the_build_context_leaves_out_what_is_local_to_a_machine():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "runs", ".ci/cache"} <= ignored
