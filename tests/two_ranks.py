@@ -10,11 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def torchrun(runner: Path, root: Path | list[str], timeout: int, **environment: str) -> subprocess.CompletedProcess:
-    """`runner ROOT` (or `runner ARGS` when given a list) on 2 processes; `environment` adds variables (the
-    runners' test switches)."""
+def torchrun(runner: Path, args: list[str], timeout: int, **environment: str) -> subprocess.CompletedProcess:
+    """`runner ARGS` on 2 processes; `environment` adds variables (the runners' test switches)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **environment}
-    args = root if isinstance(root, list) else [str(root)]
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(runner), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 

@@ -35,7 +35,7 @@ start and 1.4e-6 after its E-step (whose update moves each weight up to 2e-3).""
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("deepspeed_em")
-    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, root, 420))
+    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, [str(root)], 420))
     reports = [json.loads((root / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     weights = {mode: [torch.load(root / f"estep-{mode}-{rank}.pt", weights_only=True) for rank in (0, 1)]
                for mode in MODES}

@@ -32,7 +32,7 @@ OWN_FILE_OF_RANK_1 = re.compile(r"(optimizer-rank1\.pt|zero_pp_rank_1_mp_rank_00
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("deepspeed")
-    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, root, 420))
+    two_ranks.assert_succeeded(two_ranks.torchrun(RUNNER, [str(root)], 420))
     reports = [json.loads((root / f"report-{rank}.json").read_text()) for rank in (0, 1)]
     return root, reports
 

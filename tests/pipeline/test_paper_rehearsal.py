@@ -118,6 +118,11 @@ def finished_on_ranks(result: subprocess.CompletedProcess, what: str) -> str:
     return result.stdout
 
 
+def statuses(verdicts: str, claim_name: str) -> list[list[str]]:
+    """Each verdict line of `claim_name` printed by `ra3-repro verify`: its status and claim, and its cell."""
+    return [line.split(" | ")[:2] for line in verdicts.splitlines() if f" {claim_name} | " in line]
+
+
 def outcomes(out: Path, record: dict, label: str) -> list[dict]:
     """What a claim run's evaluation `label` decided per sample."""
     keep = ("task_id", "sample", "passed", "status")
@@ -186,8 +191,7 @@ def test_the_paper_scale_runs_table1_on_two_processes_under_zero3(fake_hub, tmp_
     runs1, out1 = tmp_path / "runs-1", tmp_path / "claim-1"
     finished(ra3_repro(claim("table1", out1), {**offline, "RA3_RUNS_DIR": str(runs1)}), "table1 in one process")
     verdicts1 = finished(ra3_repro(["verify", str(out1)], offline, runner=False), "verify (1 process)")
-    status = [line.split(" | ")[:2] for line in verdicts1.splitlines() if " table1 | " in line]
-    assert status and status == [line.split(" | ")[:2] for line in verdicts2.splitlines() if " table1 | " in line]
+    assert statuses(verdicts1, "table1") and statuses(verdicts1, "table1") == statuses(verdicts2, "table1")
 
     one = json.loads((out1 / "record.json").read_text())
     for name in snapshots:
@@ -217,8 +221,7 @@ def test_the_paper_scale_runs_table1_on_two_processes_under_zero3(fake_hub, tmp_
         else:
             finished(ra3_repro(claim("rlvr_curves", out), environment), "rlvr_curves in one process")
         verdicts = finished(ra3_repro(["verify", str(out)], offline, runner=False), f"verify {out.name}")
-        curves[runs] = (json.loads((out / "record.json").read_text()),
-                        [line.split(" | ")[:2] for line in verdicts.splitlines() if " rlvr_curves | " in line])
+        curves[runs] = (json.loads((out / "record.json").read_text()), statuses(verdicts, "rlvr_curves"))
         runs_of_grpo = identities(runs, "rlvr")
         assert len(runs_of_grpo) == 3 * len(PAPER.models), runs_of_grpo
         assert all(i["rlvr"]["deepspeed"] == "configs/deepspeed/zero3.json" for i in runs_of_grpo)

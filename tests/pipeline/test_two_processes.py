@@ -25,7 +25,7 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors", "to
 
 
 def torchrun(root: Path, **environment: str):
-    return two_ranks.torchrun(RUNNER, root, 900, **environment)
+    return two_ranks.torchrun(RUNNER, [str(root)], 900, **environment)
 
 
 ONE_PROCESS_RA3 = """
