@@ -99,7 +99,9 @@ def cmd_ntp(args: argparse.Namespace) -> int:
     from repro.core.scale import resolve_scale
 
     scale = resolve_scale(args.scale, args.set)
-    print(pipeline.ntp_stage(scale, _base_model(args, scale)))
+    model = pipeline.ntp_stage(scale, _base_model(args, scale))
+    if ranks.is_main():  # under torchrun every rank ends here with the same folder
+        print(model)
     return 0
 
 
@@ -110,7 +112,9 @@ def cmd_ra3(args: argparse.Namespace) -> int:
     scale = resolve_scale(args.scale, args.set)
     if scale.ra3 is None:
         raise ConfigError(f"scale {args.scale} has no `ra3` settings in configs/scales/{args.scale}.yaml")
-    print(pipeline.ra3_model(pipeline.ra3_stage(scale, _base_model(args, scale))))
+    model = pipeline.ra3_model(pipeline.ra3_stage(scale, _base_model(args, scale)))
+    if ranks.is_main():
+        print(model)
     return 0
 
 

@@ -183,7 +183,8 @@ def test_the_paper_scale_runs_table1_on_two_processes_under_zero3(fake_hub, tmp_
     alone = two_ranks.torchrun(RUNNER, ["ntp", "--scale", "paper", "--cache", str(cache), "--model", first, *SETS],
                                300, **{**offline, "RA3_RUNS_DIR": str(tmp_path / "runs-uninterrupted")})
     two_ranks.assert_succeeded(alone)
-    uninterrupted = Path(alone.stdout.strip().splitlines()[-1])  # its model folder
+    uninterrupted = Path(alone.stdout.strip().splitlines()[-1])  # its model folder, printed by rank 0 only
+    assert alone.stdout.count(str(uninterrupted)) == 1, alone.stdout
     assert uninterrupted.parent.name == stage.name and uninterrupted != stage / "model"
     assert (uninterrupted / "model.safetensors").read_bytes() == (stage / "model" / "model.safetensors").read_bytes()
 

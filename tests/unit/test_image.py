@@ -1,5 +1,6 @@
 """The container image's recipe: the Dockerfile lints clean, points every cache where `--cache /cache`
-would, and installs exactly the hash-locked dependencies (torch from the base or the CI's wheel)."""
+would, and installs exactly the hash-locked dependencies: by default the GPU lock (torch for CUDA 13, vLLM,
+DeepSpeed), in CI the CPU lock and the machine's CPU torch wheel."""
 
 import re
 import shutil
@@ -29,11 +30,14 @@ def test_hadolint_passes():
 
 
 def test_the_image_runs_table1_as_a_user_with_two_volumes():
-    assert re.fullmatch(r"BASE_IMAGE=\S+:2\.13\.0-cuda\S+@sha256:[0-9a-f]{64}", instructions("ARG")[0])
+    # Debian bookworm: Python 3.11, the version both locks are resolved for, and the release CI's base is.
+    assert re.fullmatch(r"BASE_IMAGE=\S+/debian:bookworm-slim@sha256:[0-9a-f]{64}", instructions("ARG")[0])
     assert instructions("ENTRYPOINT") == ['["ra3-repro"]'] and instructions("CMD") == ['["table1"]']
     assert instructions("VOLUME") == ['["/runs", "/cache"]']
     assert instructions("USER") == ["10001"]
-    assert "bubblewrap" in " ".join(instructions("RUN"))
+    apt = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", " ".join(instructions("RUN"))).group(1)
+    # bubblewrap: the sandbox; a C compiler, libc headers and Python.h: Triton's launcher, built on a GPU.
+    assert {"bubblewrap", "gcc", "libc6-dev", "python3-dev", "python3-venv"} <= set(apt.split())
 
 
 def test_the_image_caches_where_cache_would_put_them():
@@ -42,7 +46,7 @@ def test_the_image_caches_where_cache_would_put_them():
     assert env["RA3_RUNS_DIR"] == "/runs"
 
 
-def test_the_lock_pins_every_dependency_with_hashes_and_leaves_torch_to_the_base():
+def test_the_cpu_lock_pins_every_dependency_with_hashes_and_leaves_torch_out():
     lock = (ROOT / "requirements.lock").read_text()
     pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+", lock, re.MULTILINE)
     hashed = re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+ \\\n +--hash=sha256:[0-9a-f]{64}", lock, re.MULTILINE)
@@ -51,7 +55,12 @@ def test_the_lock_pins_every_dependency_with_hashes_and_leaves_torch_to_the_base
     wanted = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[<>=!~ \[]", req)[0].lower().replace("_", "-") for req in wanted}
     assert names - set(pins) == {"torch"}
-    assert "pip install --no-cache-dir --require-hashes --no-deps -r /opt/ra3-repro/requirements.lock" in DOCKERFILE
+
+def test_the_image_installs_the_gpu_lock_unless_told_otherwise():
+    assert "LOCK_FILE=requirements-gpu.lock" in instructions("ARG")
+    assert 'pip install --no-cache-dir --require-hashes --no-deps -r "/opt/ra3-repro/${LOCK_FILE}"' in DOCKERFILE
+    ci_image = (ROOT / ".ci" / "image").read_text()
+    assert "LOCK_FILE=${LOCK_FILE:-requirements.lock}" in ci_image  # CI's CPU image: no CUDA wheels
 
 
 def test_the_gpu_lock_pins_vllm_deepspeed_and_the_cuda_13_torch_they_need():
@@ -76,7 +85,7 @@ def test_the_gpu_lock_pins_vllm_deepspeed_and_the_cuda_13_torch_they_need():
 def test_the_build_context_leaves_out_what_is_local_to_a_machine():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", "runs", ".ci/cache"} <= ignored
-    assert instructions("COPY") == ["requirements.lock /opt/ra3-repro/requirements.lock", ". /opt/ra3-repro/src"]
+    assert instructions("COPY") == ["requirements.lock requirements-gpu.lock /opt/ra3-repro/", ". /opt/ra3-repro/src"]
 
 
 def test_records_name_the_image_they_ran_in(tmp_path, monkeypatch):
