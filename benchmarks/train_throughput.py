@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from accelerate.state import AcceleratorState
 
 from repro.core.scale import load_scale
 from repro.train.ntp import train_causal_lm
@@ -57,6 +58,9 @@ def main() -> None:
     texts = code_like_texts(4000)
     measured = {}
     for precision in ("no", "bf16"):
+        # accelerate keeps one process-wide precision for plain (non-DeepSpeed) runs and refuses a second
+        # one (ValueError): forget the first run's before the second, as transformers' Trainer does.
+        AcceleratorState._reset_state(reset_partial_state=True)
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer = train_tokenizer(texts, scale.tokenizer, Path(tmp) / "tok")
             model = init_model(tokenizer, scale.tiny_model, seed=0)

@@ -72,6 +72,33 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cpu_bf16_is_emulated() -> bool:
+    """Whether training here would run bf16 autocast on a CPU without native bf16 (AVX-512 BF16 or AMX). oneDNN
+    then emulates it: on a 2-core AVX2-only EPYC the tiny pretraining made 1,017 tokens/s under bf16 autocast
+    and 12,755 in fp32 (`python benchmarks/train_throughput.py --steps 12`, 2026-12-02); CPUs with bf16 make
+    about 40k under bf16 autocast (README, "Time and throughput")."""
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    try:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a torch without the probe: unknown, say nothing
+        return False
+
+
+def _warn_if_bf16_is_emulated(scale) -> None:
+    """One warning before training when the scale asks for bf16 autocast and this CPU can only emulate it."""
+    sections = sorted(f.name for f in dataclasses.fields(scale)
+                      if getattr(getattr(scale, f.name), "mixed_precision", None) == "bf16")
+    if sections and _cpu_bf16_is_emulated():
+        fp32 = " ".join(f"--set {name}.mixed_precision=no" for name in sections)
+        log.warning("this CPU has no native bf16 (AVX-512 BF16 or AMX): the bf16 autocast of %s is emulated, "
+                    "an order of magnitude slower than fp32 (the tiny table1 takes hours, not minutes). `%s` "
+                    "trains in fp32: faster here, but not the settings the regression guards were calibrated "
+                    "with, so its numbers will not match them", ", ".join(sections), fp32)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from repro import pipeline
     from repro.core.scale import load_scale
@@ -79,6 +106,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     scale = load_scale(args.scale)
     if scale.pretrain is None:
         raise ConfigError(f"scale {args.scale} starts from hub models; only a scale that builds its model pretrains")
+    _warn_if_bf16_is_emulated(scale)
     print(pipeline.pretrain_stage(scale))
     return 0
 
@@ -99,6 +127,7 @@ def cmd_ntp(args: argparse.Namespace) -> int:
     from repro.core.scale import resolve_scale
 
     scale = resolve_scale(args.scale, args.set)
+    _warn_if_bf16_is_emulated(scale)
     model = pipeline.ntp_stage(scale, _base_model(args, scale))
     if ranks.is_main():  # under torchrun every rank ends here with the same folder
         print(model)
@@ -112,6 +141,7 @@ def cmd_ra3(args: argparse.Namespace) -> int:
     scale = resolve_scale(args.scale, args.set)
     if scale.ra3 is None:
         raise ConfigError(f"scale {args.scale} has no `ra3` settings in configs/scales/{args.scale}.yaml")
+    _warn_if_bf16_is_emulated(scale)
     model = pipeline.ra3_model(pipeline.ra3_stage(scale, _base_model(args, scale)))
     if ranks.is_main():
         print(model)
@@ -174,6 +204,7 @@ def cmd_claim(args: argparse.Namespace) -> int:
         print(plan.table(claim.plan(scale, seeds), scale))
         return 0
     out = args.out or stage_dir(f"claims/{args.verb}", {"scale": scale, "seeds": seeds})
+    _warn_if_bf16_is_emulated(scale)
     claim.run(scale, seeds, out, args.set)
     if ranks.world_size() == 1:
         return _print_claim(args.verb, out, claim.check(load_record(out)))

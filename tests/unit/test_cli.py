@@ -149,3 +149,24 @@ def test_verify_fails_on_a_tampered_record_and_refuses_bad_input(tmp_path, capsy
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "record.json").write_text('{"claim": "tabel1"}')
     assert cli.main(["verify", str(tmp_path / "bad")]) == 2
+
+
+def test_training_on_a_cpu_that_only_emulates_bf16_warns_once_with_the_fp32_settings(monkeypatch, caplog):
+    from repro.core.scale import load_scale
+
+    tiny = load_scale("tiny")  # its pretraining and NTP train under bf16 autocast
+    monkeypatch.setattr(cli, "_cpu_bf16_is_emulated", lambda: True)
+    with caplog.at_level("WARNING", logger="repro"):
+        cli._warn_if_bf16_is_emulated(tiny)
+    [warning] = caplog.records
+    assert "no native bf16" in warning.getMessage()
+    assert "--set pretrain.mixed_precision=no" in warning.getMessage()
+    assert "--set ntp.mixed_precision=no" in warning.getMessage()
+    caplog.clear()
+    monkeypatch.setattr(cli, "_cpu_bf16_is_emulated", lambda: False)  # native bf16, or a GPU
+    cli._warn_if_bf16_is_emulated(tiny)
+    assert not caplog.records
+
+
+def test_the_bf16_probe_answers_on_any_machine():
+    assert cli._cpu_bf16_is_emulated() in (True, False)
