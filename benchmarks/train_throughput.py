@@ -60,7 +60,7 @@ def main() -> None:
     for precision in ("no", "bf16"):
         # accelerate keeps one process-wide precision for plain (non-DeepSpeed) runs and refuses a second
         # one (ValueError): forget the first run's before the second, as transformers' Trainer does.
-        AcceleratorState._reset_state(reset_partial_state=True)
+        AcceleratorState._reset_state()  # as repro.train.zero.owned_state does around a DeepSpeed run
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer = train_tokenizer(texts, scale.tokenizer, Path(tmp) / "tok")
             model = init_model(tokenizer, scale.tiny_model, seed=0)
