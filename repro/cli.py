@@ -73,30 +73,26 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 
 def _cpu_bf16_is_emulated() -> bool:
-    """Whether training here would run bf16 autocast on a CPU without native bf16 (AVX-512 BF16 or AMX). oneDNN
-    then emulates it: on a 2-core AVX2-only EPYC the tiny pretraining made 1,017 tokens/s under bf16 autocast
-    and 12,755 in fp32 (`python benchmarks/train_throughput.py --steps 12`, 2026-12-02); CPUs with bf16 make
-    about 40k under bf16 autocast (README, "Time and throughput")."""
+    """Whether bf16 autocast here would run on a CPU without native bf16 (AVX-512 BF16 or AMX), which oneDNN
+    emulates an order of magnitude slower than fp32 (`repro.core.scale.bf16_is_native`). Unknown: no."""
     import torch
 
-    if torch.cuda.is_available():
-        return False
-    try:
-        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    except (AttributeError, RuntimeError):  # a torch without the probe: unknown, say nothing
-        return False
+    from repro.core.scale import bf16_is_native
+
+    return not torch.cuda.is_available() and bf16_is_native() is False
 
 
 def _warn_if_bf16_is_emulated(scale) -> None:
-    """One warning before training when the scale asks for bf16 autocast and this CPU can only emulate it."""
+    """One warning before training when the scale forces bf16 autocast (`mixed_precision: bf16`, not `auto`,
+    which picks fp32 on such a CPU) and this CPU can only emulate it."""
     sections = sorted(f.name for f in dataclasses.fields(scale)
                       if getattr(getattr(scale, f.name), "mixed_precision", None) == "bf16")
     if sections and _cpu_bf16_is_emulated():
         fp32 = " ".join(f"--set {name}.mixed_precision=no" for name in sections)
         log.warning("this CPU has no native bf16 (AVX-512 BF16 or AMX): the bf16 autocast of %s is emulated, "
                     "an order of magnitude slower than fp32 (the tiny table1 takes hours, not minutes). `%s` "
-                    "trains in fp32: faster here, but not the settings the regression guards were calibrated "
-                    "with, so its numbers will not match them", ", ".join(sections), fp32)
+                    "trains in fp32, as `mixed_precision: auto` (the tiny scale's setting) does on this CPU",
+                    ", ".join(sections), fp32)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

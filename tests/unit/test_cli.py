@@ -152,9 +152,9 @@ def test_verify_fails_on_a_tampered_record_and_refuses_bad_input(tmp_path, capsy
 
 
 def test_training_on_a_cpu_that_only_emulates_bf16_warns_once_with_the_fp32_settings(monkeypatch, caplog):
-    from repro.core.scale import load_scale
+    from repro.core.scale import resolve_scale
 
-    tiny = load_scale("tiny")  # its pretraining and NTP train under bf16 autocast
+    tiny = resolve_scale("tiny", ["pretrain.mixed_precision=bf16", "ntp.mixed_precision=bf16"])  # forced, not auto
     monkeypatch.setattr(cli, "_cpu_bf16_is_emulated", lambda: True)
     with caplog.at_level("WARNING", logger="repro"):
         cli._warn_if_bf16_is_emulated(tiny)
@@ -169,8 +169,8 @@ def test_training_on_a_cpu_that_only_emulates_bf16_warns_once_with_the_fp32_sett
 
 
 def test_the_bf16_probe_exists_in_the_pinned_torch():
-    """`_cpu_bf16_is_emulated` reads a private torch op and says nothing without it: a torch that drops the op
-    would silence the warning everywhere, so its presence is pinned here."""
+    """`repro.core.scale.bf16_is_native` reads a private torch op (None without it): a torch that drops the op
+    would silence the warning and make `mixed_precision: auto` train in fp32 everywhere, so it is pinned here."""
     import torch
 
     assert isinstance(torch.ops.mkldnn._is_mkldnn_bf16_supported(), bool)
