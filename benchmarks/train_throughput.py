@@ -3,9 +3,10 @@
 Measures, in one run on this machine: the fp32 and bf16 matmul peak (square matmuls with all
 usable threads), then `repro.train.ntp.train_causal_lm` with the tiny scale's model and training
 settings on code-like text for a few dozen steps, once in fp32 and once under bf16 autocast (fp32
-master weights: the tiny scale's `mixed_precision: bf16`), side by side with their ratio. Achieved
-FLOP/s counts 6 x parameters per token plus attention's 12 x layers x hidden x sequence (Kaplan et
-al. 2020; PaLM appendix B). The issue's target: at least 25% of the peak of the precision used.
+master weights: what the tiny scale's `mixed_precision: auto` picks where bf16 is native), side by
+side with their ratio. Achieved FLOP/s counts 6 x parameters per token plus attention's 12 x layers
+x hidden x sequence (Kaplan et al. 2020; PaLM appendix B). The issue's target: at least 25% of the
+peak of the precision used.
 
     python benchmarks/train_throughput.py [--steps 40]
 """

@@ -74,10 +74,10 @@ def cmd_selfcheck(args: argparse.Namespace) -> int:
 
 def _cpu_bf16_is_emulated() -> bool:
     """Whether bf16 autocast here would run on a CPU without native bf16 (AVX-512 BF16 or AMX), which oneDNN
-    emulates an order of magnitude slower than fp32 (`repro.core.scale.bf16_is_native`). Unknown: no."""
+    emulates an order of magnitude slower than fp32 (`repro.train.precision.bf16_is_native`). Unknown: no."""
     import torch
 
-    from repro.core.scale import bf16_is_native
+    from repro.train.precision import bf16_is_native
 
     return not torch.cuda.is_available() and bf16_is_native() is False
 

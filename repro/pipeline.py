@@ -31,6 +31,7 @@ from repro.core.scale import ScaleConfig
 from repro.eval import benchmarks, score
 from repro.eval.barrier import barrier
 from repro.rlvr import eval_benchmarks, evaluate_point, keep_weights, read_point, train, train_tasks
+from repro.train import precision
 from repro.train.corpus import load_corpus
 from repro.train.ntp import train_causal_lm
 from repro.train.pretrain import init_model, train_tokenizer
@@ -97,15 +98,16 @@ def pretrain_stage(scale: ScaleConfig, root: Path | None = None) -> Path:
 
 def pretrain_identity(scale: ScaleConfig, world: Path) -> dict:
     return {"world": runs.read_done(world)["files"], "tokenizer": scale.tokenizer, "model": scale.tiny_model,
-            "train": scale.pretrain}
+            "train": precision.effective(scale.pretrain)}
 
 
 def ntp_identity(base_model: str, corpus_identity, train) -> dict:
-    return {"base": model_identity(base_model), "corpus": corpus_identity, "train": train}
+    return {"base": model_identity(base_model), "corpus": corpus_identity, "train": precision.effective(train)}
 
 
 def ra3_identity(base_model: str, corpus_identity, ra3, mstep) -> dict:
-    return {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3, "mstep": mstep}
+    return {"base": model_identity(base_model), "corpus": corpus_identity, "ra3": ra3,
+            "mstep": precision.effective(mstep)}
 
 
 def eval_identity(model: str, benchmark, config, generation, thoughts: str = "free") -> dict:
@@ -239,7 +241,7 @@ def teacher_stage(scale: ScaleConfig, base_model: str, root: Path | None = None,
         snippets, identity = expert_texts(scale, tokenizer, root)
         corpus = {"expert": identity, "teacher": scale.synthetic}
         texts = None
-    identity = {"base": model_identity(base_model), "corpus": corpus, "train": train}
+    identity = {"base": model_identity(base_model), "corpus": corpus, "train": precision.effective(train)}
     path = runs.stage_dir("teacher", identity, root)
     if runs.is_done(path):
         return path / "model"

@@ -1,6 +1,7 @@
 """The run record: what every claim run writes last (`record.json`), and how it is read back.
 
 A record holds the claim id, the resolved config and its hash, the seeds, the `--set` overrides,
+the precision each training section ran in (`mixed_precision: auto` as resolved on that machine),
 the environment (repro.core.provenance: commit, versions, hardware, sandbox, image), and the claim's
 own measurements; `outcome_files` links (relative to the run directory) the per-sample outcome files
 that are the evidence. `load_record` reads the record back with every linked outcome file as
@@ -22,10 +23,11 @@ from repro.core.files import DataError, atomic_write, iter_jsonl
 from repro.core.provenance import code_sha256, environment
 from repro.core.scale import ScaleConfig, load_scale
 from repro.core.stats import pass_at_k
+from repro.train import precision
 
 REQUIRED = {"claim": str, "config": dict, "config_hash": str, "seeds": list, "environment": dict}
 OPTIONAL = {"scale": str, "seconds": (int, float), "tables": dict, "data_sha256": dict, "links": dict,
-            "outcome_files": dict, "stages": dict, "notes": list}
+            "outcome_files": dict, "stages": dict, "notes": list, "precision": dict}
 
 
 def validate(record: dict, path: Path) -> None:
@@ -37,7 +39,7 @@ def validate(record: dict, path: Path) -> None:
         if key in record and not isinstance(record[key], kind):
             raise DataError(f"{path}: expected optional `{key}` to be a {getattr(kind, '__name__', 'number')}, "
                             f"got {record[key]!r:.80}")
-    for key in ("tables", "data_sha256", "links", "outcome_files", "stages"):
+    for key in ("tables", "data_sha256", "links", "outcome_files", "stages", "precision"):
         if not all(isinstance(v, str) for v in record.get(key, {}).values()):
             raise DataError(f"{path}: expected `{key}` to map names to strings")
     if not all(isinstance(note, str) for note in record.get("notes", [])):
@@ -52,6 +54,8 @@ def record_fields(claim: str, scale: ScaleConfig, seeds: list[int], sets: list[s
     """The fields every mid-training claim's record starts with."""
     return {"claim": claim, "scale": scale.name, "sets": list(sets), "config": dataclasses.asdict(scale),
             "config_hash": runs.config_hash({"scale": scale, "seeds": seeds}), "seeds": list(seeds),
+            "precision": {f.name: precision.effective(section).mixed_precision for f in dataclasses.fields(scale)
+                          if hasattr(section := getattr(scale, f.name), "mixed_precision")},
             "environment": environment(), "code_sha256": code_sha256()}
 
 

@@ -51,8 +51,8 @@ class TrainConfig:
     """Seeds the data order (and the model init where the caller builds one)."""
     mixed_precision: Literal["no", "bf16", "auto"] = "no"
     """`bf16`: bf16 autocast (mixed precision under DeepSpeed) with fp32 master weights; `no`: fp32; `auto`:
-    bf16 where this machine computes it natively, else fp32 (`native_precision`), resolved when the scale
-    loads, so stage identities and records hold the precision that ran."""
+    bf16 where this machine computes it natively, else fp32 (`repro.train.precision.effective`: training,
+    stage identities and records all use the resolved value)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory (large models)."""
     deepspeed_config: str | None = None
@@ -386,40 +386,10 @@ class ScaleConfig:
             raise ValueError("a scale that builds its model needs world, tokenizer, tiny_model and pretrain")
 
 
-def bf16_is_native() -> bool | None:
-    """Whether this machine computes bf16 natively: a CUDA device with bf16, or a CPU with AVX-512 BF16 or AMX
-    (oneDNN's own probe; it honours ONEDNN_MAX_CPU_ISA). None where torch lacks the probe. A CPU without them
-    emulates bf16 autocast: the tiny pretraining made 1,017 tokens/s under bf16 autocast and 12,755 in fp32 on
-    a 2-core AVX2-only EPYC (`python benchmarks/train_throughput.py --steps 12`, 2026-12-02)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return None
-
-
-def native_precision() -> Literal["no", "bf16"]:
-    """What `mixed_precision: auto` trains in here: bf16 where it is native, fp32 otherwise (and where unknown)."""
-    return "bf16" if bf16_is_native() else "no"
-
-
-def _resolve_auto_precision(scale: ScaleConfig) -> ScaleConfig:
-    """The scale with every `mixed_precision: auto` replaced by this machine's `native_precision()`."""
-    changes = {}
-    for field in dataclasses.fields(scale):
-        section = getattr(scale, field.name)
-        if getattr(section, "mixed_precision", None) == "auto":
-            changes[field.name] = dataclasses.replace(section, mixed_precision=native_precision())
-    return dataclasses.replace(scale, **changes) if changes else scale
-
-
 def load_scale(name: str, config_dir: Path = CONFIG_DIR) -> ScaleConfig:
     if name not in SCALES:
         raise ConfigError(f"unknown scale {name!r}; choose from {list(SCALES)}")
-    return _resolve_auto_precision(load(ScaleConfig, config_dir / "scales" / f"{name}.yaml"))
+    return load(ScaleConfig, config_dir / "scales" / f"{name}.yaml")
 
 
 def _section_types() -> dict[str, type]:
@@ -483,4 +453,4 @@ def resolve_scale(name: str, sets: list[str] | tuple[str, ...] = ()) -> ScaleCon
         except (TypeError, ValueError) as exc:
             shown = " ".join(f"{section}.{k}={v}" for k, v in values.items())
             raise ConfigError(f"--set {shown}: {exc}") from None
-    return _resolve_auto_precision(scale)
+    return scale

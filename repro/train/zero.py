@@ -33,6 +33,7 @@ import torch
 from repro.core import ranks
 from repro.core.config import CONFIG_DIR
 from repro.core.scale import TrainConfig
+from repro.train import precision
 
 
 def _deepspeed_plugin(cfg: TrainConfig, overrides: dict | None):
@@ -95,6 +96,7 @@ def accelerator(cfg: TrainConfig, overrides: dict | None = None) -> Iterator:
     """
     from accelerate import Accelerator
 
+    cfg = precision.effective(cfg)
     cpu = not torch.cuda.is_available()
     if not cfg.deepspeed_config:
         yield Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision,
@@ -135,14 +137,14 @@ def _release(run, distributed_type, use_deepspeed: str | None) -> None:
     from accelerate.state import AcceleratorState
     from transformers.integrations import unset_hf_deepspeed_config
 
-    if run is not None and run.deepspeed_engine_wrapped is not None:
-        engine = run.deepspeed_engine_wrapped.engine
-        # The engine's destroy (DeepSpeed 0.19) leaves these two hooks on the model: they would run the
-        # dead engine's forward prologue on every later forward of the model and keep it all alive.
-        for hook in (engine.module_forward_pre_hook, engine.module_forward_post_hook):
-            if hook is not None:
-                hook.remove()
     if run is not None:
+        if run.deepspeed_engine_wrapped is not None:
+            engine = run.deepspeed_engine_wrapped.engine
+            # The engine's destroy (DeepSpeed 0.19) leaves these two hooks on the model: they would run the
+            # dead engine's forward prologue on every later forward of the model and keep it all alive.
+            for hook in (engine.module_forward_pre_hook, engine.module_forward_post_hook):
+                if hook is not None:
+                    hook.remove()
         run.free_memory()
     AcceleratorState._reset_state()
     # AcceleratorState wrote DEEPSPEED into the process group's state, where the next plain Accelerator

@@ -3,8 +3,6 @@ corpus loader on a local stand-in for bigcode/starcoderdata's `python` directory
 
 import hashlib
 import json
-import os
-import platform
 import re
 from pathlib import Path
 
@@ -290,37 +288,3 @@ def test_one_step_at_the_small_scales_learning_rate_moves_every_weight(tmp_path)
     moved = sum(not torch.equal(p.detach().to(torch.bfloat16), b)
                 for p, b in zip(model.parameters(), bf16, strict=True))
     assert moved < len(bf16)  # in bf16 most tensors would not have changed at all
-
-
-def test_auto_precision_is_resolved_when_the_scale_loads(monkeypatch):
-    """The tiny scale trains in `auto`: bf16 autocast where bf16 is native, fp32 where the CPU would emulate it
-    (an order of magnitude slower) or the probe is missing. The resolved value is what stage identities and
-    records hold, so a cached stage never stands for the other precision."""
-    import yaml
-
-    from repro.core import scale as scale_module
-    from repro.core.scale import resolve_scale
-
-    raw = yaml.safe_load((CONFIG_DIR / "scales" / "tiny.yaml").read_text())
-    assert raw["pretrain"]["mixed_precision"] == raw["ntp"]["mixed_precision"] == "auto"
-    for native, expected in ((True, "bf16"), (False, "no"), (None, "no")):
-        monkeypatch.setattr(scale_module, "bf16_is_native", lambda native=native: native)
-        tiny = load_scale("tiny")
-        assert (tiny.pretrain.mixed_precision, tiny.ntp.mixed_precision) == (expected, expected)
-        assert resolve_scale("tiny", ["ntp.max_steps=3"]).ntp.mixed_precision == expected
-        forced = resolve_scale("tiny", ["ntp.mixed_precision=bf16", "pretrain.mixed_precision=no"])
-        assert (forced.ntp.mixed_precision, forced.pretrain.mixed_precision) == ("bf16", "no")
-    assert load_scale("small").ntp.mixed_precision == "bf16"  # GPU scales ask for bf16 explicitly
-
-
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 is an x86 ceiling")
-def test_auto_precision_is_fp32_on_a_cpu_without_native_bf16():
-    """oneDNN's probe honours ONEDNN_MAX_CPU_ISA, so an AVX2 ceiling stands in for an AVX2-only CPU (as CI's
-    machines sometimes are) and `auto` must pick fp32 there."""
-    import subprocess
-    import sys
-
-    code = "from repro.core.scale import load_scale; print(load_scale('tiny').pretrain.mixed_precision)"
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "no"

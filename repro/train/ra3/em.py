@@ -40,6 +40,7 @@ from tqdm import tqdm
 from repro.core import ranks, runs
 from repro.core.files import atomic_write
 from repro.core.scale import RA3Config, TrainConfig
+from repro.train import precision
 from repro.train.ntp import OPTIMIZER_STATE, count_tokens, train_causal_lm
 from repro.train.ra3.rollout import rollout, row_generators
 from repro.train.ra3.scoring import Scored, returns_to_go, rewards, score_samples
@@ -522,7 +523,7 @@ def em_loop(model, tokenizer, snippets: Sequence[str], cfg: RA3Config, mstep: Tr
     comment_ids = comment_token_ids(tokenizer)
     if tokenizer.pad_token is None:  # hub base models often have none; batched scoring pads on the right
         tokenizer.pad_token = tokenizer.eos_token
-    autocast = mstep.mixed_precision == "bf16" and device.type == "cuda"
+    autocast = precision.effective(mstep).mixed_precision == "bf16" and device.type == "cuda"
     summaries, schedule = [], None
     with _engine(cfg, model_path, tokenizer, snippets) as engine:
         for r in range(cfg.rounds):
