@@ -11,7 +11,12 @@
   the mean calibrated from earlier multi-seed runs (`Guard`, under `guards:` in
   configs/claims/<claim>.yaml; tools/calibrate.py writes them), DRIFT when it does not, STALE when
   the code that produces the numbers changed since the calibration (its sha256, `code_sha256`, is
-  recorded with every run): the band is still shown, but a recalibration is due. CI fails on DRIFT.
+  recorded with every run) or no guard was calibrated in the precision the run trained in: the band
+  is still shown, but a recalibration is due. CI fails on DRIFT.
+  A guard is calibrated per precision (`run_precision`: bf16 autocast or fp32, what `mixed_precision:
+  auto` resolved to on the machine that ran), because the tiny numbers differ between the two by more
+  than their seed spread (measured: `mstep_loss` and `synthetic_reasoning` drifted in fp32 outside
+  guards calibrated in bf16).
 """
 
 import dataclasses
@@ -85,6 +90,9 @@ class Guard:
     """The verdict's cell, exactly as `check` names it."""
     scale: str
     """The scale whose runs were calibrated (a guard applies to runs of that scale only)."""
+    precision: str
+    """The precision those runs trained in, as `run_precision` names it ("bf16", "fp32"): a guard
+    applies to runs in that precision only."""
     mean: float
     """Mean over the calibration seeds of the cell's per-seed value."""
     seed_sd: float
@@ -107,27 +115,44 @@ def direction_verdict(claim: str, cell: str, interval: dict, direction: int, sta
     return Verdict(claim, cell, interval["mean"], paper, band, statistic, status, (reasons or SIDE_REASONS)[status])
 
 
+def run_precision(record: dict) -> str:
+    """The precision a claim run trained in, from its record's `precision` (training section ->
+    resolved `mixed_precision`): "bf16" or "fp32" when every section agrees, else the distinct ones
+    joined by "+" ("bf16+fp32"); "unknown" for records from before the field existed."""
+    names = {"no": "fp32", "fp16": "fp16", "bf16": "bf16"}
+    found = sorted({names.get(value, str(value)) for value in (record.get("precision") or {}).values()})
+    return "+".join(found) or "unknown"
+
+
 def guard_verdict(claim: str, cell: str, measured: float, statistic: str, guards, record: dict,
                   guard_z: float, se_floor: float) -> list[Verdict]:
-    """The guard of `cell` at the record's scale, if one was calibrated and the run used the shipped
-    settings (no `--set`); else none. OK when `measured` lies within guard_z standard errors of the
-    calibrated mean, where the standard error combines the seed spread at this run's and the
+    """The guard of `cell` at the record's scale and precision, if one was calibrated and the run used
+    the shipped settings (no `--set`); else none. OK when `measured` lies within guard_z standard errors
+    of the calibrated mean, where the standard error combines the seed spread at this run's and the
     calibration's number of seeds, floored by `se_floor` (e.g. a bootstrap interval's standard error)
-    where the seed spread is smaller than the sampling error; STALE when the code changed since."""
-    match = [g for g in guards if g.cell == cell and g.scale == record.get("scale")]
-    if not match or record.get("sets"):
+    where the seed spread is smaller than the sampling error; STALE when the code changed since, or
+    when the cell has guards at this scale but none in this run's precision (the band shown is then
+    another precision's)."""
+    at_scale = [g for g in guards if g.cell == cell and g.scale == record.get("scale")]
+    if not at_scale or record.get("sets"):
         return []
-    g = match[0]
+    precision = run_precision(record)
+    same_precision = [g for g in at_scale if g.precision == precision]
+    g = (same_precision or at_scale)[0]
     seeds = len(record["seeds"])
     half = guard_z * max(float(np.sqrt(g.seed_sd ** 2 / seeds + g.seed_sd ** 2 / g.seeds)), se_floor, 1e-3)
     band = (g.mean - half, g.mean + half)
     inside = band[0] <= measured <= band[1]
-    calibrated = (f"calibrated {g.mean:+.4f} (seed sd {g.seed_sd:.4f}, {g.seeds} seeds; commit {g.commit}; "
-                  f"{g.measured_with})")
-    if record.get("code_sha256") != g.code_sha256:
+    calibrated = (f"calibrated {g.mean:+.4f} in {g.precision} (seed sd {g.seed_sd:.4f}, {g.seeds} seeds; "
+                  f"commit {g.commit}; {g.measured_with})")
+    where = f"the value is {'inside' if inside else 'OUTSIDE'} that band: recalibrate (tools/calibrate.py)"
+    if not same_precision:
         status = "STALE"
-        reason = (f"the code that produces the numbers changed since the calibration ({calibrated}); the value "
-                  f"is {'inside' if inside else 'OUTSIDE'} the old band: recalibrate (tools/calibrate.py)")
+        reason = (f"no guard calibrated for runs in {precision}, this run's precision (guards exist for "
+                  f"{', '.join(sorted({h.precision for h in at_scale}))}; {calibrated}); {where}")
+    elif record.get("code_sha256") != g.code_sha256:
+        status = "STALE"
+        reason = f"the code that produces the numbers changed since the calibration ({calibrated}); {where}"
     else:
         status = "OK" if inside else "DRIFT"
         reason = f"regression guard: {calibrated}"
@@ -151,15 +176,16 @@ def restrict_to_seed(record: dict, seed: int) -> dict:
 
 def calibrate(check, record: dict) -> list[dict]:
     """Per claim-verdict cell: mean and sample sd over the record's seeds of the value `check` measures
-    on each seed alone, with the run's scale, commit and code hash: the `guards:` entries of the claim's
-    YAML (add `measured_with`)."""
+    on each seed alone, with the run's scale, precision, commit and code hash: the `guards:` entries of
+    the claim's YAML (add `measured_with`)."""
     per_cell: dict[str, list[float]] = {}
     for seed in record["seeds"]:
         for v in claims_of(check(restrict_to_seed(record, seed))):
             per_cell.setdefault(v.cell, []).append(float(v.measured))
     git = record["environment"]["git"]
     commit = (git["commit"] or "unknown")[:10] + ("+dirty" if git["dirty"] else "")
-    return [{"cell": cell, "scale": record["scale"], "mean": round(float(np.mean(values)), 5),
+    return [{"cell": cell, "scale": record["scale"], "precision": run_precision(record),
+             "mean": round(float(np.mean(values)), 5),
              "seed_sd": round(float(np.std(values, ddof=1)), 5) if len(values) > 1 else 0.0, "seeds": len(values),
              "commit": commit, "code_sha256": record["code_sha256"]}
             for cell, values in per_cell.items()]

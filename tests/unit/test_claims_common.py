@@ -1,6 +1,8 @@
 """The pieces the mid-training claims share: --set overrides, seed pooling, the paired bootstrap over
 groups, tiny regression guards and their calibration, and the command line around them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -63,9 +65,10 @@ def test_stratified_bootstrap_is_the_plain_one_for_one_group_and_averages_groups
 
 
 def test_guard_is_ok_near_the_calibration_drifts_far_and_is_stale_on_other_code():
-    guard = verdicts.Guard("tiny x", scale="tiny", mean=-0.09, seed_sd=0.02, seeds=3, commit="abc", code_sha256="c0de",
-                           measured_with="test")
-    record = {"seeds": [0], "sets": [], "scale": "tiny", "code_sha256": "c0de"}
+    guard = verdicts.Guard("tiny x", scale="tiny", precision="bf16", mean=-0.09, seed_sd=0.02, seeds=3, commit="abc",
+                           code_sha256="c0de", measured_with="test")
+    record = {"seeds": [0], "sets": [], "scale": "tiny", "code_sha256": "c0de",
+              "precision": {"pretrain": "bf16", "ntp": "bf16"}}
     (near,) = verdicts.guard_verdict("c", "tiny x", -0.1, "s", [guard], record, 3.0, 0.0)
     (far,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [guard], record, 3.0, 0.0)
     assert near.kind == far.kind == "guard" and near.status == "OK" and far.status == "DRIFT" and "abc" in far.reason
@@ -76,6 +79,30 @@ def test_guard_is_ok_near_the_calibration_drifts_far_and_is_stale_on_other_code(
     assert verdicts.guard_verdict("c", "other", 0.0, "s", [guard], record, 3.0, 0.0) == []  # not calibrated
     assert verdicts.guard_verdict("c", "tiny x", 0.0, "s", [guard], {**record, "scale": "small"}, 3.0, 0.0) == []
     assert verdicts.guard_verdict("c", "tiny x", -0.09, "s", [guard], {**record, "sets": ["a.b=1"]}, 3.0, 0.0) == []
+
+
+def test_guards_apply_to_runs_in_their_precision_only():
+    bf16 = verdicts.Guard("tiny x", scale="tiny", precision="bf16", mean=-0.09, seed_sd=0.02, seeds=3, commit="abc",
+                          code_sha256="c0de", measured_with="test")
+    fp32 = dataclasses.replace(bf16, precision="fp32", mean=+0.09)
+    record = {"seeds": [0], "sets": [], "scale": "tiny", "code_sha256": "c0de",
+              "precision": {"pretrain": "no", "ntp": "no"}}
+    assert verdicts.run_precision(record) == "fp32"
+    assert verdicts.run_precision({**record, "precision": {"pretrain": "bf16", "ntp": "no"}}) == "bf16+fp32"
+    assert verdicts.run_precision({}) == "unknown"
+    # an fp32 run far from the bf16 calibration is not DRIFT: it has no guard of its own yet
+    (uncalibrated,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", [bf16], record, 3.0, 0.0)
+    assert uncalibrated.status == "STALE" and "fp32" in uncalibrated.reason and "OUTSIDE" in uncalibrated.reason
+    # with both calibrated, each run is judged by its own precision's guard, whatever the order
+    for guards in ([bf16, fp32], [fp32, bf16]):
+        (own,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", guards, record, 3.0, 0.0)
+        assert own.status == "OK" and own.reference == pytest.approx(+0.09)
+        (drift,) = verdicts.guard_verdict("c", "tiny x", +0.09, "s", guards,
+                                          {**record, "precision": {"pretrain": "bf16", "ntp": "bf16"}}, 3.0, 0.0)
+        assert drift.status == "DRIFT" and drift.reference == pytest.approx(-0.09)
+    # records from before the field: never judged against a guard of a known precision
+    (old,) = verdicts.guard_verdict("c", "tiny x", -0.09, "s", [bf16], {**record, "precision": None}, 3.0, 0.0)
+    assert old.status == "STALE"
 
 
 def test_guards_never_decide_the_headline():
@@ -89,7 +116,7 @@ def test_guards_never_decide_the_headline():
 
 def test_calibration_measures_each_seed_alone():
     record = {"seeds": [0, 1, 2], "runs": [{"seed": s, "value": v} for s, v in ((0, 1.0), (1, 2.0), (2, 6.0))],
-              "scale": "tiny", "code_sha256": "c0de",
+              "scale": "tiny", "code_sha256": "c0de", "precision": {"pretrain": "bf16", "ntp": "bf16"},
               "environment": {"git": {"commit": "0123456789abc", "dirty": True}}}
 
     def check(rec):
@@ -98,7 +125,8 @@ def test_calibration_measures_each_seed_alone():
                 Verdict("c", "cell", measured, 0, (None, None), "", "OK", "", kind="guard")]
 
     (row,) = verdicts.calibrate(check, record)
-    assert row == {"cell": "cell", "scale": "tiny", "mean": 3.0, "seed_sd": pytest.approx(np.std([1, 2, 6], ddof=1)),
+    assert row == {"cell": "cell", "scale": "tiny", "precision": "bf16", "mean": 3.0,
+                   "seed_sd": pytest.approx(np.std([1, 2, 6], ddof=1)),
                    "seeds": 3, "commit": "0123456789+dirty", "code_sha256": "c0de"}
 
 
