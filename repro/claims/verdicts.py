@@ -26,6 +26,8 @@ import numpy as np
 
 STATUSES = ("PASS", "FAIL", "INCONCLUSIVE")
 GUARD_STATUSES = ("OK", "DRIFT", "STALE")
+PRECISION_NAMES = {"no": "fp32", "fp16": "fp16", "bf16": "bf16"}
+"""A training section's resolved `mixed_precision` -> the name guards and reports use."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,12 @@ class Guard:
     measured_with: str
     """The command and date that produced these numbers."""
 
+    def __post_init__(self):
+        if not set(self.precision.split("+")) <= set(PRECISION_NAMES.values()):
+            raise ValueError(f"guard {self.cell!r}: precision {self.precision!r} is not one of "
+                             f"{sorted(set(PRECISION_NAMES.values()))} (or several joined by '+', as `run_precision` "
+                             f"names a run's)")
+
 
 def direction_verdict(claim: str, cell: str, interval: dict, direction: int, statistic: str, paper: str,
                       reasons: dict[str, str] | None = None) -> Verdict:
@@ -119,8 +127,7 @@ def run_precision(record: dict) -> str:
     """The precision a claim run trained in, from its record's `precision` (training section ->
     resolved `mixed_precision`): "bf16" or "fp32" when every section agrees, else the distinct ones
     joined by "+" ("bf16+fp32"); "unknown" for records from before the field existed."""
-    names = {"no": "fp32", "fp16": "fp16", "bf16": "bf16"}
-    found = sorted({names.get(value, str(value)) for value in (record.get("precision") or {}).values()})
+    found = sorted({PRECISION_NAMES.get(value, str(value)) for value in (record.get("precision") or {}).values()})
     return "+".join(found) or "unknown"
 
 

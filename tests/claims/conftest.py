@@ -13,7 +13,8 @@ from repro.claims import module
 from repro.claims.record import load_record
 from repro.core.scale import resolve_scale
 
-# One seed keeps the session in minutes; the tiny guards' bands widen for it (common.guard_verdict).
+# One seed keeps the session in minutes; the tiny guards' bands widen for it (verdicts.guard_verdict), which judge the
+# run by the guards of the precision it trained in (bf16 or fp32: `mixed_precision: auto` on this CPU).
 TINY_SEEDS = [0]
 # The penalty ablation trains three RA3 models: a shortened schedule keeps it to a few minutes. With
 # --set, its tiny guards report INCONCLUSIVE (they hold for the shipped settings); the ordering

@@ -103,6 +103,8 @@ def test_guards_apply_to_runs_in_their_precision_only():
     # records from before the field: never judged against a guard of a known precision
     (old,) = verdicts.guard_verdict("c", "tiny x", -0.09, "s", [bf16], {**record, "precision": None}, 3.0, 0.0)
     assert old.status == "STALE"
+    with pytest.raises(ValueError, match="bfloat16"):  # a typo would leave the guard unused for good
+        dataclasses.replace(bf16, precision="bfloat16")
 
 
 def test_guards_never_decide_the_headline():
