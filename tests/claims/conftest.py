@@ -17,7 +17,7 @@ from repro.core.scale import resolve_scale
 # run by the guards of the precision it trained in (bf16 or fp32: `mixed_precision: auto` on this CPU).
 TINY_SEEDS = [0]
 # The penalty ablation trains three RA3 models: a shortened schedule keeps it to a few minutes. With
-# --set, its tiny guards report INCONCLUSIVE (they hold for the shipped settings); the ordering
+# --set, its tiny guards do not apply (they hold for the shipped settings only); the ordering
 # check (think rate falls as c grows) runs and reports within-noise steps as INCONCLUSIVE.
 PENALTY_SMOKE = ("ntp.max_steps=50", "ra3.rounds=1", "ra3.estep_steps=4", "generation.n=1")
 # RLVR curves from table1's cached inits: 4 GRPO steps, curve points every 2 on 40 held-out tasks (with one
