@@ -13,10 +13,10 @@
   the code that produces the numbers changed since the calibration (its sha256, `code_sha256`, is
   recorded with every run) or no guard was calibrated in the precision the run trained in: the band
   is still shown, but a recalibration is due. CI fails on DRIFT.
-  A guard is calibrated per precision (`run_precision`: bf16 autocast or fp32, what `mixed_precision:
-  auto` resolved to on the machine that ran), because the tiny numbers differ between the two by more
-  than their seed spread (measured: `mstep_loss` and `synthetic_reasoning` drifted in fp32 outside
-  guards calibrated in bf16).
+  A guard holds for one precision (`run_precision`: bf16 autocast or fp32, as the run's training
+  sections resolved `mixed_precision`; `auto` depends on the machine), because the tiny numbers differ
+  between the two by more than their seed spread (measured: `mstep_loss` and `synthetic_reasoning`
+  drifted in fp32 outside guards calibrated in bf16, and table1's RA3 - NTP verdict turns over).
 """
 
 import dataclasses
