@@ -1,7 +1,6 @@
 """`mixed_precision: auto`: bf16 autocast where bf16 is native, fp32 where a CPU would emulate it. What the
 machine resolves it to must reach everything that depends on it: the run's Accelerator, the identities of
-cached stages and the claim records (repro/train/precision.py). The tiny scale ships fp32 (`no`), the same on
-every machine, because its claims' verdicts differ between the two precisions; `auto` is a `--set` away."""
+cached stages and the claim records (repro/train/precision.py)."""
 
 import dataclasses
 import os
@@ -25,14 +24,10 @@ def native(request, monkeypatch):
     return request.param
 
 
-AUTO = ["pretrain.mixed_precision=auto", "ntp.mixed_precision=auto"]
-
-
-def test_the_tiny_scale_trains_in_fp32_everywhere_and_auto_resolves_to_what_is_native(native):
+def test_the_tiny_scale_trains_in_auto_and_auto_resolves_to_what_is_native(native):
     raw = yaml.safe_load((CONFIG_DIR / "scales" / "tiny.yaml").read_text())
-    assert raw["pretrain"]["mixed_precision"] == raw["ntp"]["mixed_precision"] == "no"  # whatever the CPU
-    assert precision.effective(load_scale("tiny").ntp).mixed_precision == "no"
-    tiny = resolve_scale("tiny", AUTO)
+    assert raw["pretrain"]["mixed_precision"] == raw["ntp"]["mixed_precision"] == "auto"
+    tiny = load_scale("tiny")
     expected = "bf16" if native else "no"
     assert precision.effective(tiny.pretrain).mixed_precision == expected
     assert precision.effective(tiny.ntp) == dataclasses.replace(tiny.ntp, mixed_precision=expected)
@@ -44,9 +39,8 @@ def test_the_tiny_scale_trains_in_fp32_everywhere_and_auto_resolves_to_what_is_n
 
 def test_stage_identities_hold_the_resolved_precision(monkeypatch):
     """A stage trained in bf16 is never reused for an fp32 run (or the other way), and a machine with native
-    bf16 computes the same identities as before `auto` existed (its cached stages stay valid), and so does one
-    without it for the fp32 the tiny scale ships (so stages trained under `auto` in fp32 serve it)."""
-    tiny = resolve_scale("tiny", AUTO)
+    bf16 computes the same identities as before `auto` existed (its cached stages stay valid)."""
+    tiny = load_scale("tiny")
     identities = {}
     for native in (True, False):
         monkeypatch.setattr(precision, "bf16_is_native", lambda native=native: native)
@@ -57,7 +51,6 @@ def test_stage_identities_hold_the_resolved_precision(monkeypatch):
     bf16 = dataclasses.replace(tiny.ntp, mixed_precision="bf16")
     assert identities[True] == pipeline.ntp_identity("Qwen/Qwen2.5-1.5B", {"corpus": "x"}, bf16)
     assert identities[True] != identities[False]
-    assert identities[False] == pipeline.ntp_identity("Qwen/Qwen2.5-1.5B", {"corpus": "x"}, load_scale("tiny").ntp)
 
 
 def test_the_accelerator_gets_the_resolved_precision(monkeypatch):
@@ -79,8 +72,8 @@ def test_the_accelerator_gets_the_resolved_precision(monkeypatch):
 def test_records_say_which_precision_each_section_ran_in(native):
     from repro.claims.record import record_fields
 
-    record = record_fields("table1", resolve_scale("tiny", AUTO), [0], AUTO)
-    assert record["config"]["ntp"]["mixed_precision"] == "auto"  # the settings as given
+    record = record_fields("table1", load_scale("tiny"), [0], [])
+    assert record["config"]["ntp"]["mixed_precision"] == "auto"  # the settings as shipped
     expected = "bf16" if native else "no"
     assert record["precision"] == {"pretrain": expected, "ntp": expected}
 
